@@ -1,0 +1,80 @@
+"""JetStream streams, KV buckets and object stores, as data.
+
+``hotdesk_runtime`` creates them idempotently at start; ``replicas`` is raised to 3 by
+configuration on a cluster.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from . import subjects
+
+
+class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    subjects: list[str]
+    description: str
+    max_age_seconds: float = 0.0
+    """0 keeps messages forever."""
+    duplicate_window_seconds: float = 120.0
+    storage: str = "file"
+    max_msgs_per_subject: int = -1
+
+
+class KeyValueSpec(msgspec.Struct, frozen=True, kw_only=True):
+    bucket: str
+    description: str
+    ttl_seconds: float = 0.0
+    history: int = 1
+    """Per-key TTLs (for registrations) need a server that allows them."""
+    allow_msg_ttl: bool = False
+
+
+class ObjectStoreSpec(msgspec.Struct, frozen=True, kw_only=True):
+    bucket: str
+    description: str
+
+
+LEDGER = StreamSpec(
+    name="HOTDESK_LEDGER",
+    subjects=[subjects.LEDGER_ALL],
+    description="The hot-desking ledger: logins, logouts, roams, PIN events. Never deleted.",
+    duplicate_window_seconds=600.0,
+)
+EDGE = StreamSpec(
+    name="HOTDESK_EDGE",
+    subjects=[subjects.EDGE_REGISTRATION_ALL, subjects.EDGE_CALL_STATE_ALL],
+    description="Registrations and call states from the SIP edges, kept a day for projections.",
+    max_age_seconds=86400.0,
+)
+PROVISIONING = StreamSpec(
+    name="HOTDESK_PROVISIONING",
+    subjects=[subjects.PROVISIONING_ALL],
+    description="Reprovision outcomes and unknown devices, kept 30 days.",
+    max_age_seconds=30 * 86400.0,
+)
+STREAMS: tuple[StreamSpec, ...] = (LEDGER, EDGE, PROVISIONING)
+
+REGISTRATIONS = KeyValueSpec(
+    bucket="hotdesk_registrations",
+    description="Location service: AOR -> contacts, each key expires with its binding.",
+    ttl_seconds=3600.0,
+    allow_msg_ttl=True,
+)
+DIRECTORY = KeyValueSpec(
+    bucket="hotdesk_directory",
+    description="The current directory (extensions, desks, dial codes), as loaded from config.",
+    history=5,
+)
+DESKS = KeyValueSpec(bucket="hotdesk_desks", description="Read model: desks and who sits there.")
+USERS = KeyValueSpec(bucket="hotdesk_users", description="Read model: user -> desk, lockouts.")
+BLF = KeyValueSpec(bucket="hotdesk_blf", description="Read model: dialog state per extension.")
+HISTORY = KeyValueSpec(bucket="hotdesk_history", description="Read model: recent ledger events per desk/user.")
+PROJECTIONS = KeyValueSpec(
+    bucket="hotdesk_projections", description="Projection checkpoints: last applied ledger sequence."
+)
+KEY_VALUES: tuple[KeyValueSpec, ...] = (REGISTRATIONS, DIRECTORY, DESKS, USERS, BLF, HISTORY, PROJECTIONS)
+
+PROMPTS = ObjectStoreSpec(bucket="hotdesk_prompts", description="Prompt sets (audio), versioned.")
+OBJECT_STORES: tuple[ObjectStoreSpec, ...] = (PROMPTS,)

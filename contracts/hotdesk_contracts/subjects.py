@@ -1,0 +1,106 @@
+"""NATS subject builders. Services never format subjects themselves.
+
+Tokens that come from outside (desk names, extensions, call ids) are checked so that
+nobody can smuggle a ``.``, ``*`` or ``>`` into a subject.
+"""
+
+from __future__ import annotations
+
+import re
+
+LEDGER_PREFIX = "hotdesk.ledger"
+LEDGER_ALL = f"{LEDGER_PREFIX}.>"
+LEDGER_DESKS = f"{LEDGER_PREFIX}.desk.*"
+LEDGER_USERS = f"{LEDGER_PREFIX}.user.*"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-+#~@:]+$")
+
+
+class SubjectTokenError(ValueError):
+    """A value that cannot be one token of a NATS subject."""
+
+
+def token(value: str) -> str:
+    """Return ``value`` if it is safe as a single subject token."""
+    if not _TOKEN.fullmatch(value):
+        raise SubjectTokenError(f"{value!r} cannot be used in a NATS subject")
+    return value
+
+
+def call_token(call_id: str) -> str:
+    """A SIP Call-ID made safe as one subject token (dots and the like are replaced)."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", call_id)[:200] or "_"
+
+
+def desk_ledger(desk: str) -> str:
+    """``hotdesk.ledger.desk.<desk>``: the desk aggregate's events."""
+    return f"{LEDGER_PREFIX}.desk.{token(desk)}"
+
+
+def user_ledger(ext: str) -> str:
+    """``hotdesk.ledger.user.<ext>``: the user aggregate's events."""
+    return f"{LEDGER_PREFIX}.user.{token(ext)}"
+
+
+# --- edge events (published by sip-edge) -------------------------------------------
+EDGE_PREFIX = "hotdesk.edge"
+EDGE_DIAL_ALL = f"{EDGE_PREFIX}.dial.*"
+EDGE_CALL_ALL = f"{EDGE_PREFIX}.call.>"
+EDGE_REGISTRATION_ALL = f"{EDGE_PREFIX}.registration.>"
+EDGE_CALL_STATE_ALL = f"{EDGE_PREFIX}.callstate.>"
+
+
+def edge_dial(desk: str) -> str:
+    """A call to a feature code arrived from ``desk`` (or extension)."""
+    return f"{EDGE_PREFIX}.dial.{token(desk)}"
+
+
+def edge_call_event(call_id: str, kind: str) -> str:
+    """Per-call events: ``dtmf``, ``ended``, ``played``."""
+    return f"{EDGE_PREFIX}.call.{call_token(call_id)}.{token(kind)}"
+
+
+def edge_call_events(call_id: str) -> str:
+    """Wildcard for every event of one call."""
+    return f"{EDGE_PREFIX}.call.{call_token(call_id)}.*"
+
+
+def edge_registration(aor: str, kind: str) -> str:
+    """``registered`` / ``unregistered`` / ``expired`` for an address-of-record user."""
+    return f"{EDGE_PREFIX}.registration.{token(aor)}.{token(kind)}"
+
+
+def edge_call_state(ext: str) -> str:
+    """Call-state changes (trying, ringing, answered, ended) for a user or desk."""
+    return f"{EDGE_PREFIX}.callstate.{token(ext)}"
+
+
+# --- commands to the edge -------------------------------------------------------------
+EDGE_COMMAND_PREFIX = "hotdesk.cmd.edge"
+
+
+def edge_command(edge_id: str) -> str:
+    """Commands for one edge instance (the one that holds the call)."""
+    return f"{EDGE_COMMAND_PREFIX}.{token(edge_id)}"
+
+
+EDGE_COMMAND_ANY = f"{EDGE_COMMAND_PREFIX}.any"
+"""Commands any edge can carry out (e.g. send a check-sync NOTIFY): queue group."""
+
+# --- provisioning ---------------------------------------------------------------------
+PROVISIONING_PREFIX = "hotdesk.provisioning"
+PROVISIONING_ALL = f"{PROVISIONING_PREFIX}.>"
+
+
+def provisioning_event(desk: str) -> str:
+    """Reprovision progress for a desk (``ReprovisionConfirmed`` / ``ReprovisionFailed``)."""
+    return f"{PROVISIONING_PREFIX}.desk.{token(desk)}"
+
+
+PROVISIONING_UNKNOWN_DEVICE = f"{PROVISIONING_PREFIX}.unknown-device"
+
+# --- admin requests -------------------------------------------------------------------
+DIRECTORY_RELOAD = "hotdesk.directory.reload"
+"""Request: ask every service to reload the directory from its file."""
+DIRECTORY_CHANGED = "hotdesk.directory.changed"
+"""Event: a new directory revision was published to the directory KV bucket."""

@@ -1,0 +1,1 @@
+"""hotdesk_presence."""

@@ -1,0 +1,1 @@
+"""hotdesk_sip_edge."""
