@@ -20,7 +20,7 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 """(type tag, old version) -> function that returns the next version's dict."""
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(LedgerEvent)
+_decoder: msgspec.json.Decoder[LedgerEvent] = msgspec.json.Decoder(LedgerEvent)
 _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -39,7 +39,8 @@ def decode_event(data: bytes) -> LedgerEvent:
         if not UPCASTERS:
             return _decoder.decode(data)
         raw = _raw_decoder.decode(data)
-        return msgspec.convert(upcast(raw), LedgerEvent)
+        event: LedgerEvent = msgspec.convert(upcast(raw), LedgerEvent)
+        return event
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise EventDecodeError(f"not a ledger event: {exc}") from exc
 

@@ -60,7 +60,9 @@ class Invalid(msgspec.Struct, frozen=True):
     why: str
 
 
-Classification = Login | Logout | Emergency | Internal | DeskCall | Feature | External | Conflict | Invalid
+Classification = (
+    Login | Logout | Emergency | Internal | DeskCall | Feature | External | Conflict | Invalid
+)
 
 _NUMBER = re.compile(r"^\+?[0-9*#]+$")
 
@@ -114,15 +116,20 @@ def dial_code_problems(directory: Directory) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if not codes.login.startswith(codes.hotdesk_prefix):
         problems.append(
-            ("dial_codes.login", f"{codes.login!r} must start with the hot-desk prefix "
-             f"{codes.hotdesk_prefix!r}")
+            (
+                "dial_codes.login",
+                f"{codes.login!r} must start with the hot-desk prefix {codes.hotdesk_prefix!r}",
+            )
         )
     if _login_match(codes.logout, codes.login) is not None:
         ext = _login_match(codes.logout, codes.login)
         if ext is not None and directory.extension(ext) is not None:
             problems.append(
-                ("dial_codes.logout", f"{codes.logout!r} is also the login code for extension "
-                 f"{ext}: renumber extension {ext} or choose another logout code")
+                (
+                    "dial_codes.logout",
+                    f"{codes.logout!r} is also the login code for extension "
+                    f"{ext}: renumber extension {ext} or choose another logout code",
+                )
             )
     seen: dict[str, int] = {}
     for i, other in enumerate(codes.other):
@@ -134,31 +141,43 @@ def dial_code_problems(directory: Directory) -> list[tuple[str, str]]:
             other.code
         ):
             problems.append(
-                (key, f"{other.code!r} ({other.name}) clashes with the hot-desk prefix "
-                 f"{codes.hotdesk_prefix!r}: no other dial code may start with "
-                 f"{codes.hotdesk_prefix!r}; move it (e.g. to *8…) so *77*<ext>* works")
+                (
+                    key,
+                    f"{other.code!r} ({other.name}) clashes with the hot-desk prefix "
+                    f"{codes.hotdesk_prefix!r}: no other dial code may start with "
+                    f"{codes.hotdesk_prefix!r}; move it (e.g. to *8…) so *77*<ext>* works",
+                )
             )
         if other.code in seen:
             problems.append(
-                (key, f"{other.code!r} is defined twice (also dial_codes.other[{seen[other.code]}])")
+                (
+                    key,
+                    f"{other.code!r} is defined twice (also dial_codes.other[{seen[other.code]}])",
+                )
             )
         else:
             for prev, j in seen.items():
                 if prev.startswith(other.code) or other.code.startswith(prev):
                     problems.append(
-                        (key, f"{other.code!r} ({other.name}) and {prev!r} "
-                         f"(dial_codes.other[{j}]) are ambiguous: one is a prefix of the other")
+                        (
+                            key,
+                            f"{other.code!r} ({other.name}) and {prev!r} "
+                            f"(dial_codes.other[{j}]) are ambiguous: one is a prefix of the other",
+                        )
                     )
             seen[other.code] = i
-        for n, ext in enumerate(directory.extensions):
-            if ext.number.startswith(other.code):
+        for n, extension in enumerate(directory.extensions):
+            if extension.number.startswith(other.code):
                 problems.append(
-                    (f"extensions[{n}].number", f"extension {ext.number} starts with dial "
-                     f"code {other.code!r} ({other.name})")
+                    (
+                        f"extensions[{n}].number",
+                        f"extension {extension.number} starts with "
+                        f"dial code {other.code!r} ({other.name})",
+                    )
                 )
-    for n, ext in enumerate(directory.extensions):
-        if ext.number in directory.emergency_numbers:
+    for n, extension in enumerate(directory.extensions):
+        if extension.number in directory.emergency_numbers:
             problems.append(
-                (f"extensions[{n}].number", f"extension {ext.number} is an emergency number")
+                (f"extensions[{n}].number", f"extension {extension.number} is an emergency number")
             )
     return problems

@@ -70,11 +70,22 @@ DIRECTORY = KeyValueSpec(
 DESKS = KeyValueSpec(bucket="hotdesk_desks", description="Read model: desks and who sits there.")
 USERS = KeyValueSpec(bucket="hotdesk_users", description="Read model: user -> desk, lockouts.")
 BLF = KeyValueSpec(bucket="hotdesk_blf", description="Read model: dialog state per extension.")
-HISTORY = KeyValueSpec(bucket="hotdesk_history", description="Read model: recent ledger events per desk/user.")
-PROJECTIONS = KeyValueSpec(
-    bucket="hotdesk_projections", description="Projection checkpoints: last applied ledger sequence."
+HISTORY = KeyValueSpec(
+    bucket="hotdesk_history", description="Read model: recent ledger events per desk/user."
 )
-KEY_VALUES: tuple[KeyValueSpec, ...] = (REGISTRATIONS, DIRECTORY, DESKS, USERS, BLF, HISTORY, PROJECTIONS)
+PROJECTIONS = KeyValueSpec(
+    bucket="hotdesk_projections",
+    description="Projection checkpoints: last applied ledger sequence.",
+)
+KEY_VALUES: tuple[KeyValueSpec, ...] = (
+    REGISTRATIONS,
+    DIRECTORY,
+    DESKS,
+    USERS,
+    BLF,
+    HISTORY,
+    PROJECTIONS,
+)
 
 PROMPTS = ObjectStoreSpec(bucket="hotdesk_prompts", description="Prompt sets (audio), versioned.")
 OBJECT_STORES: tuple[ObjectStoreSpec, ...] = (PROMPTS,)

@@ -62,18 +62,22 @@ class NatsServer:
         self.proc = subprocess.Popen(
             [
                 nats_server_binary(),
-                "-a", "127.0.0.1",
-                "-p", str(self.port),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
                 "-js",
-                "-sd", self.store_dir,
+                "-sd",
+                self.store_dir,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return self
             if self.proc.poll() is not None:

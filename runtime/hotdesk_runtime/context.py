@@ -1,0 +1,51 @@
+"""What every service gets from the runtime: the one seam between ``cli`` and services.
+
+Each service package exposes ``async def serve(ctx: ServiceContext) -> None`` in its
+``main`` module; it runs until ``ctx.stopping`` is set and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hotdesk_contracts.directory import Config, Directory
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+DirectoryListener = Callable[[Directory, Directory], Awaitable[None]]
+"""Called with (old, new) after the directory changed."""
+
+
+@dataclass
+class ServiceContext:
+    name: str
+    """Service name: ``sip-edge``, ``ivr``, ``provisioner``, ``presence``."""
+    instance_id: str
+    """Unique per process; used as the edge id, consumer names, ``origin`` of events."""
+    config: Config
+    config_path: Path | None
+    nc: Client
+    js: JetStreamContext
+    log: logging.Logger
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _directory: Directory | None = None
+    _listeners: list[DirectoryListener] = field(default_factory=list)
+
+    @property
+    def directory(self) -> Directory:
+        """The current directory: replaced whole on every reload."""
+        return self._directory if self._directory is not None else self.config.directory()
+
+    def on_directory_change(self, listener: DirectoryListener) -> None:
+        self._listeners.append(listener)
+
+    async def set_directory(self, new: Directory) -> None:
+        """Install a new directory revision and tell the listeners (runtime use)."""
+        old = self.directory
+        self._directory = new
+        for listener in self._listeners:
+            await listener(old, new)
