@@ -235,6 +235,9 @@ class TelemetrySettings(_Config, frozen=True):
     """OTLP/HTTP endpoint (``http://collector:4318``); empty disables export."""
     prometheus_port: int = 0
     """0: metrics are served on each HTTP service's ``/metrics`` only."""
+    health_port: int = 0
+    """HTTP port for ``/healthz``, ``/readyz`` and ``/metrics`` of one service process;
+    0: none (``hotdesk up`` runs every service on one host). Containers set 9090."""
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
 
