@@ -1,0 +1,225 @@
+"""The ledger command handler: load, decide, append, retry on conflict.
+
+:class:`Ledger` is what the IVR, the presence service (admin and auto logouts) and the
+CLI call: ``await ledger.execute(command)`` returns the events it appended or raises a
+:class:`~hotdesk_ledger.errors.DomainError`.
+
+Where a user sits
+-----------------
+Seats live on desk subjects only, so the user aggregate knows nothing about them. A
+desk's state is determined by its last event alone (``LoggedIn``/``Roamed`` seat the
+event's user, ``LoggedOut`` frees the desk), so the store finds a user's desks by
+reading the last message of every desk subject in one pass (an ephemeral consumer on
+``hotdesk.ledger.desk.*`` with ``DeliverPolicy.LAST_PER_SUBJECT``). No second index
+exists that could disagree with the ledger.
+
+Exclusive policy and the two-desk race
+--------------------------------------
+A login first seats the user at the target desk (one append, checked against that
+desk's sequence), then re-reads the seats and logs the user out, with
+``LoggedOut(reason=elsewhere)``, of every desk but the one holding the newest seat
+(highest stream sequence), each append checked against that desk's own sequence. When
+the same user logs in at two desks at once, both appends succeed; the later one has the
+higher sequence and its re-read sees both seats, so every racer agrees to keep the later
+seat and at most one of the competing logouts is stored (the other conflicts and, on
+reload, finds nothing to do). The user ends at exactly one desk. The same pass tidies up
+after a process that died between seating and leaving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+from hotdesk_contracts import subjects
+from hotdesk_contracts.commands import LedgerCommand, LogIn, LogOut
+from hotdesk_contracts.directory import Policies
+from hotdesk_contracts.events import LedgerEvent, LoggedIn, LoggedOut, Roamed
+
+from .aggregates import (
+    DeskState,
+    UserCommand,
+    UserState,
+    decide_desk,
+    decide_user,
+    evolve,
+    plan_leave_elsewhere,
+    plan_login,
+    replay,
+    seats_to_leave,
+)
+from .errors import ConcurrencyConflict
+from .store import EventStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+def desk_from_last(desk: str, last: LedgerEvent | None, seq: int) -> DeskState:
+    """A desk's state from its last event alone (seating events carry the whole state)."""
+    state = DeskState(desk=desk, last_seq=seq)
+    return evolve(state, last) if last is not None else state
+
+
+class Ledger:
+    """Executes ledger commands against the event store with optimistic concurrency."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        policies: Policies | None = None,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.store = store
+        self.policies = policies or Policies()
+        self.max_attempts = max_attempts
+
+    # --- reads --------------------------------------------------------------------------
+    async def desk(self, desk: str) -> DeskState:
+        """The current state of ``desk`` (idle with ``last_seq`` 0 if never used)."""
+        events, seq = await self.store.load(subjects.desk_ledger(desk))
+        return desk_from_last(desk, events[-1] if events else None, seq)
+
+    async def seats(self) -> dict[str, DeskState]:
+        """Every desk that has a ledger, by desk name, from each desk's last event."""
+        out: dict[str, DeskState] = {}
+        for stored in (await self.store.last_per_subject(subjects.LEDGER_DESKS)).values():
+            event = stored.event
+            if isinstance(event, LoggedIn | LoggedOut | Roamed):
+                out[event.desk] = desk_from_last(event.desk, event, stored.seq)
+        return out
+
+    async def seats_of(self, user: str) -> dict[str, DeskState]:
+        """The desks where ``user`` sits (more than one only while a race settles)."""
+        return {d: s for d, s in (await self.seats()).items() if s.user == user}
+
+    async def user(self, user: str, *, with_desk: bool = True) -> UserState:
+        """The user's PIN state and, with ``with_desk``, the desk they sit at."""
+        events, seq = await self.store.load(subjects.user_ledger(user))
+        state = replay(UserState(user=user), events)
+        desk = None
+        if with_desk:
+            held = await self.seats_of(user)
+            if held:
+                desk = max(held.values(), key=lambda s: s.last_seq).desk
+        return UserState(
+            user=user,
+            recent_failures=state.recent_failures,
+            locked_until=state.locked_until,
+            desk=desk,
+            last_seq=seq,
+        )
+
+    # --- commands -----------------------------------------------------------------------
+    async def execute(
+        self,
+        command: LedgerCommand,
+        *,
+        now: datetime | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[LedgerEvent]:
+        """Decide ``command`` and append its events; return the events appended.
+
+        ``now`` defaults to ``command.at``. ``headers`` (e.g. W3C trace context) are
+        added to every published message. A conflict reloads and decides again, up to
+        ``max_attempts`` times, then raises :class:`ConcurrencyConflict`. A refusal
+        raises the aggregate's :class:`~hotdesk_ledger.errors.DomainError`.
+        """
+        at = now or command.at
+        if isinstance(command, LogIn):
+            events = await self._log_in(command, at, headers)
+        elif isinstance(command, LogOut):
+            events = await self._log_out(command, at, headers)
+        else:
+            events = await self._pin(command, at, headers)
+        log.info(
+            "ledger command executed",
+            extra={
+                "command": type(command).__name__,
+                "command_id": command.command_id,
+                "correlation_id": command.correlation_id,
+                "events": [type(e).__name__ for e in events],
+            },
+        )
+        return events
+
+    async def _log_in(
+        self, command: LogIn, now: datetime, headers: Mapping[str, str] | None
+    ) -> list[LedgerEvent]:
+        subject = subjects.desk_ledger(command.desk)
+        appended: list[LedgerEvent] = []
+        for _attempt in range(self.max_attempts):
+            user = await self.user(command.user, with_desk=False)
+            target = await self.desk(command.desk)
+            seats = await self.seats_of(command.user) if self.policies.exclusive else {}
+            plan = plan_login(target, user, seats, command, now, self.policies)
+            try:
+                result = await self.store.append(subject, plan.seat, target.last_seq, None, headers)
+            except ConcurrencyConflict:
+                continue
+            appended.extend(s.event for s in result.stored)
+            break
+        else:
+            raise ConcurrencyConflict(subject, None, f"gave up after {self.max_attempts} attempts")
+        if self.policies.exclusive:
+            appended.extend(await self._leave_other_seats(command, now, headers))
+        return appended
+
+    async def _leave_other_seats(
+        self, command: LogIn, now: datetime, headers: Mapping[str, str] | None
+    ) -> list[LedgerEvent]:
+        appended: list[LedgerEvent] = []
+        for _attempt in range(self.max_attempts):
+            leave = seats_to_leave(command.user, await self.seats_of(command.user))
+            if not leave:
+                return appended
+            conflicted = False
+            for desk, events in plan_leave_elsewhere(command, leave, now).items():
+                expected = next(s.last_seq for s in leave if s.desk == desk)
+                try:
+                    result = await self.store.append(
+                        subjects.desk_ledger(desk), events, expected, None, headers
+                    )
+                except ConcurrencyConflict:
+                    conflicted = True
+                    continue
+                appended.extend(s.event for s in result.stored)
+            if not conflicted:
+                return appended
+        raise ConcurrencyConflict(
+            subjects.LEDGER_DESKS, None, f"could not settle {command.user}'s seats"
+        )
+
+    async def _log_out(
+        self, command: LogOut, now: datetime, headers: Mapping[str, str] | None
+    ) -> list[LedgerEvent]:
+        subject = subjects.desk_ledger(command.desk)
+        for _attempt in range(self.max_attempts):
+            state = await self.desk(command.desk)
+            events = decide_desk(state, command, now)
+            try:
+                result = await self.store.append(subject, events, state.last_seq, None, headers)
+            except ConcurrencyConflict:
+                continue
+            return [s.event for s in result.stored]
+        raise ConcurrencyConflict(subject, None, f"gave up after {self.max_attempts} attempts")
+
+    async def _pin(
+        self,
+        command: UserCommand,
+        now: datetime,
+        headers: Mapping[str, str] | None,
+    ) -> list[LedgerEvent]:
+        subject = subjects.user_ledger(command.user)
+        for _attempt in range(self.max_attempts):
+            state = await self.user(command.user, with_desk=False)
+            events = decide_user(state, command, now, self.policies)
+            try:
+                result = await self.store.append(subject, events, state.last_seq, None, headers)
+            except ConcurrencyConflict:
+                continue
+            return [s.event for s in result.stored]
+        raise ConcurrencyConflict(subject, None, f"gave up after {self.max_attempts} attempts")

@@ -1,0 +1,207 @@
+"""The event store: the ``HOTDESK_LEDGER`` JetStream stream, one subject per aggregate.
+
+Appends use JetStream's optimistic concurrency: each message carries
+``Nats-Expected-Last-Subject-Sequence`` (the stream sequence of the last message on the
+subject when the aggregate was loaded, 0 for a new subject) and ``Nats-Msg-Id`` (the
+event id, derived from the command id). The server answers error 10071 when the subject
+moved on, which becomes :class:`~hotdesk_ledger.errors.ConcurrencyConflict`; a message
+id seen inside the stream's duplicate window is acknowledged as a duplicate and stored
+nothing.
+
+Reads use short-lived ephemeral pull consumers (memory storage, no acks) created with a
+filter subject: the consumer's ``num_pending`` at creation is a consistent snapshot, so
+a read fetches exactly that many messages and knows the last sequence it saw without
+racing later appends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import APIError, NotFoundError
+
+from hotdesk_contracts import streams
+from hotdesk_contracts.codec import decode_event, encode_event
+from hotdesk_contracts.events import LedgerEvent
+
+from .errors import ConcurrencyConflict
+
+log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071
+"""JetStream API error code: ``Nats-Expected-Last-Subject-Sequence`` did not match."""
+
+_FETCH_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as read back from the stream, with where it sits."""
+
+    seq: int
+    """Stream sequence (what ``Nats-Expected-Last-Subject-Sequence`` compares with)."""
+    subject: str
+    event: LedgerEvent
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append did: the events stored and the subject's new last sequence."""
+
+    last_seq: int
+    """Stream sequence of the last message now on the subject (pass it to the next
+    append as the expected sequence)."""
+    stored: list[StoredEvent] = field(default_factory=list)
+    duplicates: int = 0
+    """Events the server had already stored under the same message id (not re-stored)."""
+
+
+def stream_config(spec: streams.StreamSpec = streams.LEDGER) -> js_api.StreamConfig:
+    """The JetStream configuration for a stream spec from ``hotdesk_contracts``."""
+    return js_api.StreamConfig(
+        name=spec.name,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        storage=js_api.StorageType.FILE if spec.storage == "file" else js_api.StorageType.MEMORY,
+        max_age=spec.max_age_seconds or None,
+        duplicate_window=spec.duplicate_window_seconds,
+        max_msgs_per_subject=spec.max_msgs_per_subject,
+        # Only forward, never rewritten (DESIGN.md "Event sourcing on JetStream").
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
+class EventStore:
+    """Append-only event store on one JetStream stream (``HOTDESK_LEDGER`` by default)."""
+
+    def __init__(self, js: JetStreamContext, spec: streams.StreamSpec = streams.LEDGER) -> None:
+        self.js = js
+        self.spec = spec
+        self.stream = spec.name
+
+    async def ensure_stream(self) -> None:
+        """Create the stream if it does not exist yet (idempotent, keeps what exists)."""
+        try:
+            await self.js.stream_info(self.stream)
+        except NotFoundError:
+            await self.js.add_stream(stream_config(self.spec))
+
+    async def last_seq(self) -> int:
+        """The stream's last sequence (0 when empty)."""
+        info = await self.js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
+    async def load(self, subject: str) -> tuple[list[LedgerEvent], int]:
+        """Every event on ``subject`` in order, and the subject's last stream sequence.
+
+        The sequence is 0 when the subject has no events: pass it unchanged to
+        :meth:`append` as ``expected_last_subject_seq``.
+        """
+        stored = await self.read(subject)
+        return [s.event for s in stored], (stored[-1].seq if stored else 0)
+
+    async def read(
+        self,
+        filter_subject: str,
+        deliver_policy: js_api.DeliverPolicy = js_api.DeliverPolicy.ALL,
+    ) -> list[StoredEvent]:
+        """Read the events matching ``filter_subject`` that exist now, in stream order.
+
+        With ``DeliverPolicy.LAST_PER_SUBJECT`` and a wildcard filter this returns the
+        last event of every matching subject (how the store finds who sits where).
+        """
+        config = js_api.ConsumerConfig(
+            deliver_policy=deliver_policy,
+            ack_policy=js_api.AckPolicy.NONE,
+            filter_subject=filter_subject,
+            mem_storage=True,
+            num_replicas=1,
+            # A reader that dies leaves no consumer behind for long.
+            inactive_threshold=30.0,
+        )
+        config.name = self.js._nc._nuid.next().decode()
+        info = await self.js.add_consumer(self.stream, config)
+        remaining = int(info.num_pending or 0)
+        out: list[StoredEvent] = []
+        try:
+            if remaining == 0:
+                return out
+            sub = await self.js.pull_subscribe_bind(stream=self.stream, name=config.name)
+            try:
+                while remaining > 0:
+                    msgs = await sub.fetch(min(remaining, _FETCH_BATCH), timeout=5)
+                    for msg in msgs:
+                        out.append(
+                            StoredEvent(
+                                seq=msg.metadata.sequence.stream,
+                                subject=msg.subject,
+                                event=decode_event(msg.data),
+                            )
+                        )
+                    remaining -= len(msgs)
+            finally:
+                await sub.unsubscribe()
+        finally:
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_consumer(self.stream, config.name)
+        return out
+
+    async def last_per_subject(self, filter_subject: str) -> dict[str, StoredEvent]:
+        """The last event of each subject matching the wildcard ``filter_subject``."""
+        stored = await self.read(filter_subject, js_api.DeliverPolicy.LAST_PER_SUBJECT)
+        return {s.subject: s for s in stored}
+
+    async def append(
+        self,
+        subject: str,
+        events: Sequence[LedgerEvent],
+        expected_last_subject_seq: int | None,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AppendResult:
+        """Append ``events`` to ``subject`` if its last sequence is still the expected one.
+
+        ``expected_last_subject_seq`` is what :meth:`load` returned (0 for a new
+        subject; ``None`` appends unconditionally). Each event is published with
+        ``Nats-Msg-Id`` = its ``event_id`` (or ``<msg_id>:<index>`` when ``msg_id`` is
+        given); later events of the same call expect the sequence of the one before.
+        ``headers`` (e.g. W3C trace context) are added to every message.
+
+        Raises :class:`ConcurrencyConflict` on JetStream error 10071. A duplicate is
+        not an error: it stores nothing and counts in ``duplicates``.
+        """
+        expected = expected_last_subject_seq
+        result_stored: list[StoredEvent] = []
+        duplicates = 0
+        last = expected or 0
+        for index, event in enumerate(events):
+            hdrs = dict(headers or {})
+            hdrs["Nats-Msg-Id"] = f"{msg_id}:{index}" if msg_id else event.event_id
+            if expected is not None:
+                hdrs["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+            try:
+                ack = await self.js.publish(
+                    subject, encode_event(event), stream=self.stream, headers=hdrs
+                )
+            except APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise ConcurrencyConflict(subject, expected, exc.description or "") from exc
+                raise
+            if ack.duplicate:
+                duplicates += 1
+                log.info(
+                    "ledger append deduplicated",
+                    extra={"subject": subject, "msg_id": hdrs["Nats-Msg-Id"], "seq": ack.seq},
+                )
+            else:
+                result_stored.append(StoredEvent(seq=ack.seq, subject=subject, event=event))
+            last = ack.seq
+            if expected is not None:
+                expected = ack.seq
+        return AppendResult(last_seq=last, stored=result_stored, duplicates=duplicates)
