@@ -18,9 +18,13 @@ def capture_packets(digit: str) -> list[rtp.RtpPacket]:
     return [rtp.parse(d.payload) for d in udp_datagrams(DTMF_CAPTURES[digit])]
 
 
-def detect(packets: list[rtp.RtpPacket], payload_type: int = 101) -> list[str]:
+def detect(
+    packets: list[rtp.RtpPacket], payload_type: int = 101, spacing: float = 0.02
+) -> list[str]:
+    """Digits the detector reports for ``packets`` arriving ``spacing`` seconds apart."""
     detector = DtmfDetector(payload_type)
-    return [d for d in map(detector.feed, packets) if d is not None]
+    found = (detector.feed(p, i * spacing) for i, p in enumerate(packets))
+    return [d for d in found if d is not None]
 
 
 @pytest.mark.parametrize("digit", sorted(DTMF_CAPTURES))
@@ -60,6 +64,20 @@ def test_the_same_digit_pressed_twice_is_reported_twice() -> None:
     first = capture_packets("3")
     second = [dataclasses.replace(p, timestamp=p.timestamp + 8000) for p in first]
     assert detect(first + second) == ["3", "3"]
+
+
+def test_a_recording_replayed_after_a_pause_counts_as_a_second_press() -> None:
+    # SIPp's play_pcap_audio sends the capture's own timestamps every time.
+    packets = capture_packets("1")
+    detector = DtmfDetector(101)
+    first = [detector.feed(p, i * 0.02) for i, p in enumerate(packets)]
+    again = [detector.feed(p, 0.5 + i * 0.02) for i, p in enumerate(packets)]
+    assert [d for d in first + again if d] == ["1", "1"]
+
+
+def test_a_reordered_start_packet_soon_after_the_end_is_not_a_second_press() -> None:
+    packets = capture_packets("1")
+    assert detect([*packets[1:], packets[0]]) == ["1"]
 
 
 def test_a_long_event_continued_under_a_new_timestamp_is_one_digit() -> None:

@@ -73,49 +73,75 @@ def digit_event(digit: str) -> int:
     return index
 
 
-def _newer(timestamp: int, than: int) -> bool:
-    # RTP timestamps wrap at 2**32: compare in serial-number arithmetic (RFC 1982).
-    return 0 < (timestamp - than) & 0xFFFFFFFF < 0x80000000
+REPLAY_GAP_SECONDS = 0.25
+"""A marked start packet of an event that ended this long ago is a new key press."""
+_REMEMBERED_EVENTS = 32
+
+
+@dataclass
+class _Seen:
+    event: int
+    ended: bool
+    last_packet_at: float
 
 
 class DtmfDetector:
     """Feed it the telephone-event packets of one RTP stream; it returns each digit once.
 
-    An event is reported at the first of its packets that arrives, whichever that is:
-    the marked start packet, an update, or one of the end packets when everything
-    before them was lost. Packets of an event already reported, and late packets of an
-    event older than the newest one seen, are ignored, so repeated end packets (§2.5.1.4)
-    and reordering never count a digit twice. A new SSRC starts afresh (§2.5.1.2 allows
-    a sender to change it between events).
+    An event is known by its SSRC and timestamp (§2.3.5 keeps the timestamp fixed for
+    the whole event). It is reported at the first of its packets that arrives, whichever
+    that is: the marked start packet, an update, or one of the end packets when
+    everything before them was lost. Later packets of an event already reported are
+    ignored, so the triple end packet (§2.5.1.4) and reordering never count a digit
+    twice, and an event whose packets all arrive late is still reported.
+
+    Two senders' habits need care: an event longer than a 16-bit duration continues
+    under a new timestamp without the marker bit (§2.5.1.3), which is the same key
+    press; and tools that replay a recording (SIPp's ``play_pcap_audio``) send the
+    same timestamps again for the next press of the same key, which we tell from a
+    reordered start packet by the marker bit and a gap of :data:`REPLAY_GAP_SECONDS`
+    after the event ended.
     """
 
     def __init__(self, payload_type: int) -> None:
         self.payload_type = payload_type
         self._ssrc: int | None = None
-        self._timestamp: int | None = None
-        self._event: int | None = None
-        self._ended = True
+        self._events: dict[int, _Seen] = {}
+        self._current: int | None = None
+        """Timestamp of the event that started last."""
 
-    def feed(self, packet: RtpPacket) -> str | None:
-        """The digit ``packet`` reveals for the first time, else ``None``."""
+    def feed(self, packet: RtpPacket, now: float) -> str | None:
+        """The digit ``packet`` (arriving at ``now``, in seconds) reveals for the first
+        time, else ``None``."""
         if packet.payload_type != self.payload_type:
             return None
         try:
             event = parse(packet.payload)
         except TelephoneEventError:
             return None
-        if packet.ssrc != self._ssrc:
-            self._ssrc, self._timestamp, self._event, self._ended = packet.ssrc, None, None, True
-        if self._timestamp is not None:
-            if packet.timestamp == self._timestamp:
-                self._ended = self._ended or event.end
+        if packet.ssrc != self._ssrc:  # §2.5.1.2 lets a sender change SSRC between events
+            self._ssrc, self._events, self._current = packet.ssrc, {}, None
+        seen = self._events.get(packet.timestamp)
+        if seen is not None:
+            replayed = (
+                packet.marker and seen.ended and now - seen.last_packet_at >= REPLAY_GAP_SECONDS
+            )
+            if not replayed:
+                seen.ended = seen.ended or event.end
+                seen.last_packet_at = now
                 return None
-            if not _newer(packet.timestamp, self._timestamp):
-                return None  # a late packet of an older event
-            if not packet.marker and not self._ended and event.event == self._event:
-                # §2.5.1.3: an event too long for a 16-bit duration continues under a
-                # new timestamp without the marker bit: the same key press.
-                self._timestamp, self._ended = packet.timestamp, event.end
+        elif not packet.marker and self._current is not None:
+            current = self._events[self._current]
+            if not current.ended and current.event == event.event:
+                self._remember(packet.timestamp, _Seen(event.event, event.end, now))
+                current.ended = True  # the segment before is over
                 return None
-        self._timestamp, self._event, self._ended = packet.timestamp, event.event, event.end
+        self._remember(packet.timestamp, _Seen(event.event, event.end, now))
         return event.digit
+
+    def _remember(self, timestamp: int, seen: _Seen) -> None:
+        self._events.pop(timestamp, None)
+        self._events[timestamp] = seen
+        self._current = timestamp
+        while len(self._events) > _REMEMBERED_EVENTS:
+            del self._events[next(iter(self._events))]

@@ -1,0 +1,342 @@
+"""The media side of one call the edge answers itself: an RTP socket that plays prompts
+and hears DTMF.
+
+The SIP side creates a :class:`MediaSession` from the INVITE's SDP offer, puts
+:attr:`MediaSession.answer` in its 200 OK, and closes the session when the dialog ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Protocol
+
+from . import dtmf_info, g711, rtp, sdp, wav
+from .metrics import RTP_SEND_JITTER, Histogram
+from .rfc4733 import DtmfDetector
+
+log = logging.getLogger(__name__)
+
+FRAME_SECONDS = 0.020
+"""20 ms packets (RFC 3551 §4.5: the default packetisation for G.711)."""
+FRAME_SAMPLES = 160
+"""8000 Hz x 20 ms: also the payload size in bytes, one byte per G.711 sample."""
+FILE_NOT_FOUND = "file-not-found"
+
+
+class PromptSource(Protocol):
+    """Where prompt audio comes from (the prompt store, a directory, a test)."""
+
+    async def get(self, prompt_id: str) -> bytes | None:
+        """Audio for ``prompt_id`` (``en/enter-pin``): a WAV file of 8 kHz mono 16-bit
+        PCM or μ-law, or bare 16-bit PCM; ``None`` when there is no such prompt."""
+        ...
+
+
+class NoRtpPort(OSError):
+    """Every even port of the configured range is taken."""
+
+
+@dataclass(frozen=True)
+class PlayResult:
+    """How a :meth:`MediaSession.play` ended."""
+
+    completed: bool
+    """False when cut short by DTMF (barge-in), :meth:`~MediaSession.stop_playback`
+    or the session closing."""
+    missing: list[str] = field(default_factory=list)
+    """Prompt ids that were not found; the built-in "file not found" played instead."""
+
+
+_builtin_file_not_found: bytes | None = None
+
+
+def builtin_file_not_found() -> bytes:
+    """The "File not found" prompt shipped with the edge (WAV bytes)."""
+    global _builtin_file_not_found
+    if _builtin_file_not_found is None:
+        _builtin_file_not_found = (
+            resources.files(__package__).joinpath("file-not-found.wav").read_bytes()
+        )
+    return _builtin_file_not_found
+
+
+_ENCODED: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+_ENCODED_MAX = 512
+
+
+def _encoded(audio: bytes, payload_type: int) -> bytes:
+    """Prompt audio in the call's codec; cached, since every call plays the same prompts."""
+    key = (payload_type, audio)
+    hit = _ENCODED.get(key)
+    if hit is not None:
+        _ENCODED.move_to_end(key)
+        return hit
+    payload = wav.to_payload(wav.parse(audio), payload_type)
+    _ENCODED[key] = payload
+    if len(_ENCODED) > _ENCODED_MAX:
+        _ENCODED.popitem(last=False)
+    return payload
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, session: MediaSession) -> None:
+        self.session = session
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.session._received(data, addr)
+
+
+def _bind(local_host: str, port_range: tuple[int, int]) -> socket.socket:
+    low, high = port_range
+    first = low + (low & 1)  # RFC 3550 §11: RTP on an even port, RTCP on the next
+    ports = list(range(first, high + 1, 2))
+    if not ports:
+        raise NoRtpPort(f"RTP port range {low}-{high} holds no even port")
+    start = random.randrange(len(ports))
+    family = socket.AF_INET6 if ":" in local_host else socket.AF_INET
+    for port in ports[start:] + ports[:start]:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((local_host, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.setblocking(False)
+        return sock
+    raise NoRtpPort(f"every even RTP port in {low}-{high} on {local_host} is in use")
+
+
+class MediaSession:
+    """RTP for one answered call: prompt playback paced at 20 ms, DTMF detection
+    (RFC 4733 and SIP INFO), symmetric RTP and a media timeout."""
+
+    answer: bytes
+    """The SDP answer for the 200 OK."""
+    negotiated: sdp.Negotiated
+    local_port: int
+    _transport: asyncio.DatagramTransport
+    _watchdog: asyncio.Task[None]
+
+    def __init__(self) -> None:
+        raise TypeError("use `await MediaSession.open(...)`")
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        offer: bytes,
+        local_host: str,
+        port_range: tuple[int, int],
+        prompts: PromptSource,
+        on_dtmf: Callable[[str, str], None],
+        on_media_timeout: Callable[[], None],
+        media_timeout: float,
+        jitter: Histogram = RTP_SEND_JITTER,
+    ) -> MediaSession:
+        """Negotiate ``offer`` and open the RTP socket.
+
+        Raises :class:`~.sdp.NoCommonCodec` (answer 488), :class:`~.sdp.SdpError`
+        (answer 400) or :class:`NoRtpPort` (answer 503). ``on_dtmf(digit, source)``
+        gets each digit once, ``source`` being ``rfc4733`` or ``info``;
+        ``on_media_timeout()`` is called once when no RTP arrived for ``media_timeout``
+        seconds.
+        """
+        parsed = sdp.parse(offer)
+        sdp.answer(parsed, local_host=local_host, local_port=1, session_id=0)  # fail early
+        sock = _bind(local_host, port_range)
+        port = sock.getsockname()[1]
+        session_id = random.getrandbits(31)
+        answer, negotiated = sdp.answer(
+            parsed, local_host=local_host, local_port=port, session_id=session_id
+        )
+        self = object.__new__(cls)
+        self._setup(negotiated, prompts, on_dtmf, on_media_timeout, media_timeout, jitter)
+        self.answer = sdp.serialize(answer)
+        self.local_port = port
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _RtpProtocol(self), sock=sock)
+        self._transport = transport
+        self._watchdog = asyncio.create_task(self._watch_media())
+        return self
+
+    def _setup(
+        self,
+        negotiated: sdp.Negotiated,
+        prompts: PromptSource,
+        on_dtmf: Callable[[str, str], None],
+        on_media_timeout: Callable[[], None],
+        media_timeout: float,
+        jitter: Histogram,
+    ) -> None:
+        self.negotiated = negotiated
+        self._prompts = prompts
+        self._on_dtmf = on_dtmf
+        self._on_media_timeout = on_media_timeout
+        self._media_timeout = media_timeout
+        self._jitter = jitter
+        self._loop = asyncio.get_running_loop()
+        self._detector = DtmfDetector(negotiated.dtmf_payload_type or -1)
+        # A held or port-0 stream has nowhere to send until the phone's RTP shows one.
+        holding = negotiated.remote_port == 0 or negotiated.remote_host in ("0.0.0.0", "::")
+        self.remote: tuple[str, int] | None = (
+            None if holding else (negotiated.remote_host, negotiated.remote_port)
+        )
+        self.remote_learned = False
+        # RFC 3550 §5.1: random initial sequence number, timestamp and SSRC.
+        self.ssrc = random.getrandbits(32)
+        self._seq = random.getrandbits(16)
+        self._ts_origin = random.getrandbits(32)
+        self._clock_origin = self._loop.time()
+        self._last_ts: int | None = None
+        self._last_rx = self._loop.time()
+        self._play_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._barge_in = False
+        self._closed = False
+        self.packets_sent = 0
+
+    # --- receiving ------------------------------------------------------------------
+    def _received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            packet = rtp.parse(data)
+        except rtp.RtpError:
+            return  # RTCP on a muxed port or noise: not media
+        self._last_rx = self._loop.time()
+        if not self.remote_learned or self.remote != addr[:2]:
+            # Symmetric RTP (RFC 4961): answer to where the phone's packets come from,
+            # which is what gets through a NAT, not the address its SDP advertised.
+            self.remote = (addr[0], addr[1])
+            self.remote_learned = True
+        digit = self._detector.feed(packet, self._last_rx)
+        if digit is not None:
+            self._digit(digit, "rfc4733")
+
+    def dtmf_from_info(self, content_type: str, body: bytes) -> None:
+        """A digit from a SIP INFO request, delivered like an RFC 4733 one.
+
+        Raises :class:`~.dtmf_info.DtmfInfoError` when the body carries no digit.
+        """
+        self._digit(dtmf_info.parse(content_type, body), "info")
+
+    def _digit(self, digit: str, source: str) -> None:
+        if self._barge_in:
+            self._stop.set()
+        self._on_dtmf(digit, source)
+
+    async def _watch_media(self) -> None:
+        while not self._closed:
+            deadline = self._last_rx + self._media_timeout
+            now = self._loop.time()
+            if now >= deadline:
+                log.info("media timeout", extra={"local_port": self.local_port})
+                self._on_media_timeout()
+                return
+            await asyncio.sleep(deadline - now)
+
+    # --- playing --------------------------------------------------------------------
+    async def play(self, prompt_ids: list[str], *, barge_in: bool = True) -> PlayResult:
+        """Play ``prompt_ids`` one after the other as one talkspurt.
+
+        A DTMF digit stops playback when ``barge_in``. A prompt that is not found is
+        replaced by the built-in "file not found" prompt and logged as an error. Plays
+        queue behind each other.
+        """
+        async with self._play_lock:
+            if self._closed:
+                return PlayResult(completed=False)
+            missing: list[str] = []
+            chunks: list[bytes] = []
+            pt = self.negotiated.payload_type
+            for prompt_id in prompt_ids:
+                audio = await self._prompts.get(prompt_id)
+                if audio is not None:
+                    try:
+                        chunks.append(_encoded(audio, pt))
+                        continue
+                    except (wav.WavError, g711.G711Error) as exc:
+                        log.error(
+                            "prompt audio unplayable",
+                            extra={"prompt_id": prompt_id, "error": str(exc)},
+                        )
+                else:
+                    log.error("prompt not found", extra={"prompt_id": prompt_id})
+                missing.append(prompt_id)
+                chunks.append(_encoded(builtin_file_not_found(), pt))
+            self._stop.clear()
+            self._barge_in = barge_in
+            try:
+                completed = await self._send(b"".join(chunks))
+            finally:
+                self._barge_in = False
+            return PlayResult(completed=completed, missing=missing)
+
+    def stop_playback(self) -> None:
+        """Cut the current playback short (it returns ``completed=False``)."""
+        self._stop.set()
+
+    async def _send(self, payload: bytes) -> bool:
+        if not payload:
+            return True
+        pad = bytes([g711.silence(self.negotiated.payload_type)])
+        frames = [payload[i : i + FRAME_SAMPLES] for i in range(0, len(payload), FRAME_SAMPLES)]
+        frames[-1] = frames[-1].ljust(FRAME_SAMPLES, pad)
+        loop = self._loop
+        start = loop.time()
+        timestamp = self._talkspurt_timestamp(start)
+        for index, frame in enumerate(frames):
+            # Each send time comes from the start of the talkspurt, not from the last
+            # send, so scheduling delays never accumulate into drift.
+            due = start + index * FRAME_SECONDS
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._stop.is_set() or self._closed:
+                return False
+            self._jitter.observe(max(loop.time() - due, 0.0))
+            ts = (timestamp + index * FRAME_SAMPLES) & 0xFFFFFFFF
+            packet = rtp.RtpPacket(
+                payload_type=self.negotiated.payload_type,
+                sequence=self._seq,
+                timestamp=ts,
+                ssrc=self.ssrc,
+                payload=frame,
+                marker=index == 0,  # RFC 3551 §4.1: first packet of a talkspurt
+            )
+            self._seq = (self._seq + 1) & 0xFFFF
+            self._last_ts = ts
+            if self.remote is not None:
+                self._transport.sendto(rtp.serialize(packet), self.remote)
+                self.packets_sent += 1
+        # Let the last frame's 20 ms elapse before reporting the playback as done.
+        remaining = start + len(frames) * FRAME_SECONDS - loop.time()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        return not self._stop.is_set()
+
+    def _talkspurt_timestamp(self, now: float) -> int:
+        # RFC 3550 §5.1: the timestamp follows the sampling clock through silences, so
+        # a new talkspurt starts where the clock is now, in whole frames.
+        elapsed = int((now - self._clock_origin) * 8000) // FRAME_SAMPLES * FRAME_SAMPLES
+        ts = (self._ts_origin + elapsed) & 0xFFFFFFFF
+        if self._last_ts is not None and (ts - self._last_ts) & 0xFFFFFFFF >= 0x80000000:
+            ts = (self._last_ts + FRAME_SAMPLES) & 0xFFFFFFFF
+        if self._last_ts is not None and ts == self._last_ts:
+            ts = (ts + FRAME_SAMPLES) & 0xFFFFFFFF
+        return ts
+
+    async def close(self) -> None:
+        """Stop playback, the media timeout and the socket. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._watchdog.cancel()
+        self._transport.close()
+        await asyncio.gather(self._watchdog, return_exceptions=True)
