@@ -1,0 +1,184 @@
+"""The projection runner keeps a KV read model equal to a pure fold of the ledger,
+through server restarts, crashes mid-batch and rebuilds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+
+from hotdesk_contracts import subjects
+from hotdesk_contracts.events import Cause, LedgerEvent, LoggedIn, PinLockoutCleared
+from hotdesk_ledger.handler import Ledger
+from hotdesk_ledger.occupancy import DeskOccupancy, Occupancy
+from hotdesk_ledger.projection import Projection, ProjectionRunner, fold
+from hotdesk_ledger.store import EventStore
+from tests.ledger.factories import at, log_in, log_out
+from tests.support.natsserver import NatsServer
+
+DESKS = [f"HD{n:04d}" for n in range(1, 11)]
+
+
+async def seat_and_free(ledger: Ledger, rounds: int, offset: int = 0) -> None:
+    """Each round logs a user into every desk and out again: 2 events per desk."""
+    for r in range(offset, offset + rounds):
+        for d in DESKS:
+            await ledger.execute(log_in(d, f"{r}{d[-2:]}", now=at(r)))
+            await ledger.execute(log_out(d, now=at(r)))
+
+
+async def ledger_fold(store: EventStore, projection: Projection[Occupancy]) -> dict[str, Occupancy]:
+    stored = await store.read(subjects.LEDGER_DESKS)
+    return fold(projection, [(s.seq, s.event) for s in stored])
+
+
+async def test_catch_up_writes_the_fold_of_the_ledger(js: JetStreamContext) -> None:
+    store = EventStore(js)
+    await store.ensure_stream()
+    ledger = Ledger(store)
+    await seat_and_free(ledger, 2)
+    await ledger.execute(log_in("HD0001", "777", now=at(9)))
+    projection = DeskOccupancy()
+    runner = ProjectionRunner(js, projection, batch_size=7)
+    assert await runner.catch_up() == 2 * 2 * len(DESKS) + 1
+    model = await runner.items()
+    assert model == await ledger_fold(store, projection)
+    assert model["HD0001"].user == "777"
+    assert model["HD0001"].events == 5
+    assert await runner.checkpoint() == await store.last_seq()
+    await runner.stop()
+
+
+class SimulatedCrash(Exception):
+    """The process died in the middle of a batch."""
+
+
+class CrashingOccupancy(DeskOccupancy):
+    """Dies on the n-th apply, after earlier keys of the batch were written."""
+
+    def __init__(self, crash_at: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.crash_at = crash_at
+
+    def apply(
+        self, key: str, current: Occupancy | None, event: LedgerEvent, seq: int
+    ) -> Occupancy | None:
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise SimulatedCrash
+        return super().apply(key, current, event, seq)
+
+
+async def test_a_runner_dying_mid_batch_applies_nothing_twice_after_restart(
+    js: JetStreamContext,
+) -> None:
+    store = EventStore(js)
+    await store.ensure_stream()
+    ledger = Ledger(store)
+    await seat_and_free(ledger, 5)  # 100 events, 10 per desk
+    crashing = CrashingOccupancy(crash_at=50)
+    first = ProjectionRunner(js, crashing, batch_size=100, write_concurrency=2, ack_wait=1.0)
+    with pytest.raises(SimulatedCrash):
+        await first.catch_up()
+    await first.stop()
+    partial = await first.items()
+    assert 0 < len(partial) < len(DESKS)  # some keys written, the batch never acked
+
+    await seat_and_free(ledger, 1, offset=5)  # more events behind the unacked batch
+    projection = DeskOccupancy()
+    second = ProjectionRunner(js, projection, batch_size=100, write_concurrency=2, ack_wait=1.0)
+    async with asyncio.timeout(30):
+        await second.catch_up()
+    model = await second.items()
+    expected = await ledger_fold(store, projection)
+    assert model == expected
+    assert all(v.events == 12 for v in model.values())
+    await second.stop()
+
+
+async def test_rebuild_replays_into_the_same_read_model_with_progress(
+    js: JetStreamContext,
+) -> None:
+    store = EventStore(js)
+    await store.ensure_stream()
+    ledger = Ledger(store)
+    await seat_and_free(ledger, 3)
+    projection = DeskOccupancy()
+    runner = ProjectionRunner(js, projection, batch_size=16)
+    await runner.catch_up()
+    before = await runner.items()
+    seen: list[tuple[int, int]] = []
+    applied = await runner.rebuild(lambda done, total: seen.append((done, total)))
+    assert applied == 60
+    assert await runner.items() == before == await ledger_fold(store, projection)
+    assert seen[0] == (0, 60)
+    assert seen[-1] == (60, 60)
+    await runner.stop()
+
+
+async def test_a_running_projection_survives_a_nats_server_restart(
+    own_nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(own_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    js = nc.jetstream()
+    store = EventStore(js)
+    await store.ensure_stream()
+    ledger = Ledger(store)
+    projection = DeskOccupancy()
+    runner = ProjectionRunner(js, projection, batch_size=8, fetch_wait=0.3)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(runner.run(stopping))
+    try:
+        await seat_and_free(ledger, 2)
+
+        async def caught_up() -> None:
+            target = await store.last_seq()
+            while await runner.checkpoint() < target:
+                await asyncio.sleep(0.05)
+
+        async with asyncio.timeout(20):
+            await caught_up()
+        own_nats_server.restart()
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await seat_and_free(ledger, 1, offset=2)
+                    break
+                except (nats.errors.Error, TimeoutError):
+                    await asyncio.sleep(0.1)
+            await seat_and_free(ledger, 1, offset=3)
+            while True:
+                try:
+                    await caught_up()
+                    break
+                except (nats.errors.Error, TimeoutError):
+                    await asyncio.sleep(0.1)
+        model = await runner.items()
+        assert model == await ledger_fold(store, projection)
+        assert all(v.events >= 6 for v in model.values())
+    finally:
+        stopping.set()
+        async with asyncio.timeout(10):
+            await task
+        await nc.close()
+
+
+def test_fold_leaves_out_events_the_projection_has_no_key_for() -> None:
+    projection: Projection[Occupancy] = DeskOccupancy()
+    cleared = PinLockoutCleared(
+        event_id="x", at=at(0), cause=Cause(actor="admin:a"), correlation_id="x", user="100"
+    )
+    seated = LoggedIn(
+        event_id="y",
+        at=at(1),
+        cause=Cause(actor="user:100"),
+        correlation_id="y",
+        desk="HD0001",
+        user="100",
+    )
+    assert fold(projection, [(1, cleared), (2, seated)]) == {
+        "HD0001": Occupancy(desk="HD0001", user="100", since=at(1), events=1)
+    }
