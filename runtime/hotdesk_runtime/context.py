@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotdesk_contracts.directory import Config, Directory
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+
+from hotdesk_contracts.directory import Config, Directory
 
 DirectoryListener = Callable[[Directory, Directory], Awaitable[None]]
 """Called with (old, new) after the directory changed."""

