@@ -1,0 +1,143 @@
+"""OpenTelemetry for every service: traces, metrics, and trace context over NATS.
+
+:func:`setup_telemetry` installs the tracer and meter providers once per process
+(``service.name = hotdesk-<service>``), exports over OTLP/HTTP when
+``telemetry.otlp_endpoint`` is set, and exposes the metrics in the Prometheus format:
+:attr:`Telemetry.metrics_app` is an ASGI app to mount at ``/metrics``, and
+``telemetry.prometheus_port`` additionally serves them on a port of their own.
+
+Trace context crosses NATS as W3C ``traceparent``/``tracestate`` message headers:
+publishers call :func:`inject_headers`, subscribers :func:`extract_context`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from hotdesk_contracts.directory import TelemetrySettings
+
+log = logging.getLogger("hotdesk.telemetry")
+
+# W3C Trace Context only (https://www.w3.org/TR/trace-context/): what other NATS
+# clients and collectors understand without baggage.
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@dataclass
+class Telemetry:
+    """The installed providers and the ASGI app serving ``/metrics``."""
+
+    service_name: str
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    metrics_app: Any
+    """An ASGI application rendering the Prometheus exposition format."""
+
+    def tracer(self, name: str) -> trace.Tracer:
+        return self.tracer_provider.get_tracer(name)
+
+    def meter(self, name: str) -> metrics.Meter:
+        return self.meter_provider.get_meter(name)
+
+    def shutdown(self) -> None:
+        """Flush and stop the exporters (call once at process exit)."""
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+_installed: Telemetry | None = None
+
+
+def service_name(service: str) -> str:
+    """``sip-edge`` → ``hotdesk-sip-edge``."""
+    return service if service.startswith("hotdesk") else f"hotdesk-{service}"
+
+
+def setup_telemetry(service: str, settings: TelemetrySettings | None = None) -> Telemetry:
+    """Install the providers for this process (again: returns the first installation)."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    settings = settings or TelemetrySettings()
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import REGISTRY, make_asgi_app, start_http_server
+
+    name = service_name(service)
+    resource = Resource.create({"service.name": name})
+    tracer_provider = TracerProvider(resource=resource)
+    readers: list[MetricReader] = [PrometheusMetricReader()]
+    if settings.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        base = settings.otlp_endpoint.rstrip("/")
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
+        )
+        readers.append(
+            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
+        )
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    if settings.prometheus_port:
+        start_http_server(settings.prometheus_port, addr="0.0.0.0", registry=REGISTRY)
+    _installed = Telemetry(name, tracer_provider, meter_provider, make_asgi_app(REGISTRY))
+    log.info(
+        "telemetry ready",
+        extra={
+            "service_name": name,
+            "otlp": bool(settings.otlp_endpoint),
+            "prometheus_port": settings.prometheus_port,
+        },
+    )
+    return _installed
+
+
+def inject_headers(
+    headers: dict[str, str] | None = None, context: otel_context.Context | None = None
+) -> dict[str, str]:
+    """``headers`` plus ``traceparent`` (and ``tracestate``) of the current span.
+
+    Pass the result as ``headers=`` to ``nc.publish``/``js.publish``; returns the same
+    dict it was given (a new one for ``None``).
+    """
+    carrier = headers if headers is not None else {}
+    _PROPAGATOR.inject(carrier, context=context)
+    return carrier
+
+
+def extract_context(headers: Mapping[str, str] | None) -> otel_context.Context:
+    """The trace context carried by a message's headers (empty if none).
+
+    Use it as ``tracer.start_as_current_span(name, context=extract_context(msg.headers))``.
+    """
+    return _PROPAGATOR.extract(dict(headers or {}))
+
+
+def current_trace_id() -> str | None:
+    """The current trace id as 32 hex digits, if a span is recording."""
+    span = trace.get_current_span().get_span_context()
+    return format(span.trace_id, "032x") if span.is_valid else None
+
+
+__all__ = [
+    "Telemetry",
+    "current_trace_id",
+    "extract_context",
+    "inject_headers",
+    "service_name",
+    "setup_telemetry",
+]
