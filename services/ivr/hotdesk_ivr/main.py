@@ -1,0 +1,258 @@
+"""The IVR service: claims hot-desk calls from the edges and runs their call flows.
+
+Dial events arrive on ``hotdesk.edge.dial.*`` through the ``hotdesk-ivr`` queue group, so
+each call is claimed by exactly one IVR instance however many run. The instance then
+follows that call's events, sends commands to the edge holding it, checks PINs and
+writes the ledger. :class:`IvrCall` is the adapter around the pure
+:class:`~hotdesk_ivr.flows.CallFlow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from hotdesk_contracts import subjects
+from hotdesk_contracts.commands import HangUp as HangUpCommand
+from hotdesk_contracts.commands import LedgerCommand, PlayPrompts
+from hotdesk_contracts.directory import Directory
+from hotdesk_contracts.events import LedgerEvent
+from hotdesk_contracts.messages import CallEnded, DtmfReceived, FeatureDialled, PromptsPlayed
+from hotdesk_ledger.aggregates import DeskState, UserState
+from hotdesk_ledger.errors import DomainError
+from hotdesk_ledger.handler import Ledger
+from hotdesk_ledger.store import EventStore
+from hotdesk_runtime.context import ServiceContext
+
+from . import flows, prompts
+
+QUEUE_GROUP = "hotdesk-ivr"
+MAX_CALL_SECONDS = 600.0
+"""A call whose end we never heard about is dropped after this long."""
+
+log = logging.getLogger(__name__)
+_hasher = PasswordHasher()
+
+
+class LedgerPort(Protocol):
+    """What the IVR needs of ``hotdesk_ledger.Ledger``."""
+
+    async def desk(self, desk: str) -> DeskState: ...
+
+    async def user(self, user: str, *, with_desk: bool = True) -> UserState: ...
+
+    async def execute(
+        self, command: LedgerCommand, *, now: datetime | None = None
+    ) -> list[LedgerEvent]: ...
+
+
+def verify_pin(pin: str, pin_hash: str) -> bool:
+    """Whether ``pin`` matches its argon2 hash (slow on purpose: run it in a thread)."""
+    try:
+        return _hasher.verify(pin_hash, pin)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IvrCall:
+    """One claimed call: feeds the flow, carries out its actions."""
+
+    def __init__(
+        self,
+        *,
+        nc: Client,
+        ledger: LedgerPort,
+        dialled: FeatureDialled,
+        directory: Directory,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.nc = nc
+        self.ledger = ledger
+        self.dialled = dialled
+        self.flow = flows.CallFlow(dialled, directory)
+        self.clock = clock
+        self.inputs: asyncio.Queue[flows.FlowInput] = asyncio.Queue()
+        self._timer: asyncio.TimerHandle | None = None
+        self._edge = subjects.edge_command(dialled.origin)
+        self._fields = {
+            "call_id": dialled.call_id,
+            "desk": dialled.caller,
+            "feature": dialled.feature,
+        }
+
+    def _log(self, level: int, message: str, **fields: object) -> None:
+        log.log(level, message, extra={**self._fields, **fields})
+
+    async def run(self) -> None:
+        """Follow the call until its flow is done (or it outlives ``MAX_CALL_SECONDS``)."""
+        sub = await self.nc.subscribe(
+            subjects.edge_call_events(self.dialled.call_id), cb=self._on_event
+        )
+        try:
+            await asyncio.wait_for(self._drive(), MAX_CALL_SECONDS)
+        except TimeoutError:
+            self._log(logging.ERROR, "call outlived the IVR's limit: dropped")
+        finally:
+            self._cancel_timer()
+            await sub.unsubscribe()
+
+    async def _drive(self) -> None:
+        # Subscribed before the first prompt is asked for, so no event of ours is missed.
+        await self._carry_out(self.flow.start(self.clock()))
+        while not self.flow.finished:
+            event = await self.inputs.get()
+            await self._carry_out(self.flow.handle(event, self.clock()))
+
+    async def _on_event(self, msg: Msg) -> None:
+        try:
+            event = msgspec.json.decode(msg.data, type=DtmfReceived | PromptsPlayed | CallEnded)
+        except msgspec.ValidationError as exc:
+            self._log(logging.ERROR, "undecodable call event", error=str(exc))
+            return
+        if isinstance(event, DtmfReceived):
+            self.inputs.put_nowait(flows.Digit(event.digit))
+        elif isinstance(event, PromptsPlayed):
+            if event.missing:
+                self._log(logging.ERROR, "prompts missing at the edge", prompts=event.missing)
+            self.inputs.put_nowait(flows.PromptsDone(event.play_id, event.completed))
+        else:
+            self.inputs.put_nowait(flows.CallGone())
+
+    async def _carry_out(self, actions: list[flows.Action]) -> None:
+        for action in actions:
+            follow_up = await self._one(action)
+            if follow_up is not None:
+                await self._carry_out(self.flow.handle(follow_up, self.clock()))
+
+    async def _one(self, action: flows.Action) -> flows.FlowInput | None:
+        call_id = self.dialled.call_id
+        if isinstance(action, flows.Play):
+            await self._command(
+                PlayPrompts(
+                    call_id=call_id,
+                    prompts=action.prompts,
+                    barge_in=action.barge_in,
+                    play_id=action.play_id,
+                )
+            )
+        elif isinstance(action, flows.HangUp):
+            await self._command(HangUpCommand(call_id=call_id))
+        elif isinstance(action, flows.StartDigitTimer):
+            self._cancel_timer()
+            token = action.token
+            self._timer = asyncio.get_running_loop().call_later(
+                action.seconds, self.inputs.put_nowait, flows.DigitTimeout(token)
+            )
+        elif isinstance(action, flows.CancelDigitTimer):
+            self._cancel_timer()
+        elif isinstance(action, flows.Lookup):
+            return await self._lookup(action)
+        elif isinstance(action, flows.VerifyPin):
+            ok = await asyncio.to_thread(verify_pin, action.pin, action.pin_hash)
+            self._log(logging.INFO, "PIN checked", user=self.flow.user, ok=ok)
+            return flows.PinChecked(ok)
+        elif isinstance(action, flows.Execute):
+            return await self._execute(action.command)
+        return None
+
+    async def _lookup(self, action: flows.Lookup) -> flows.Facts:
+        desk = await self.ledger.desk(action.desk)
+        if action.user is None:
+            return flows.Facts(desk_user=desk.user)
+        user = await self.ledger.user(action.user)
+        return flows.Facts(
+            desk_user=desk.user,
+            user_desk=user.desk,
+            locked_out=user.locked_at(self.clock()),
+        )
+
+    async def _execute(self, command: LedgerCommand) -> flows.FlowInput:
+        try:
+            events = await self.ledger.execute(command)
+        except DomainError as exc:
+            self._log(logging.INFO, "ledger refused", command=type(command).__name__, code=exc.code)
+            return flows.CommandFailed(exc.code)
+        except Exception:
+            log.exception(
+                "ledger command failed", extra={**self._fields, "command": type(command).__name__}
+            )
+            return flows.CommandFailed("error")
+        return flows.CommandDone(events)
+
+    async def _command(self, command: msgspec.Struct) -> None:
+        await self.nc.publish(self._edge, msgspec.json.encode(command))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class Ivr:
+    """Claims calls from the dial subject and runs one :class:`IvrCall` per call."""
+
+    def __init__(self, nc: Client, ledger: LedgerPort, directory: Callable[[], Directory]) -> None:
+        self.nc = nc
+        self.ledger = ledger
+        self.directory = directory
+        self.calls: dict[str, asyncio.Task[None]] = {}
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(
+            subjects.EDGE_DIAL_ALL, queue=QUEUE_GROUP, cb=self._on_dial
+        )
+
+    async def _on_dial(self, msg: Msg) -> None:
+        try:
+            dialled = msgspec.json.decode(msg.data, type=FeatureDialled)
+        except msgspec.ValidationError as exc:
+            log.error("undecodable dial event", extra={"error": str(exc)})
+            return
+        if dialled.call_id in self.calls:
+            return
+        call = IvrCall(nc=self.nc, ledger=self.ledger, dialled=dialled, directory=self.directory())
+        task = asyncio.create_task(call.run())
+        self.calls[dialled.call_id] = task
+        task.add_done_callback(lambda _: self.calls.pop(dialled.call_id, None))
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        for task in list(self.calls.values()):
+            task.cancel()
+        await asyncio.gather(*self.calls.values(), return_exceptions=True)
+
+
+async def serve(ctx: ServiceContext) -> None:
+    """Run the IVR until ``ctx.stopping`` is set."""
+    store = EventStore(ctx.js)
+    await store.ensure_stream()
+    ledger = Ledger(store, ctx.directory.policies)
+
+    async def directory_changed(_old: Directory, new: Directory) -> None:
+        ledger.policies = new.policies
+
+    ctx.on_directory_change(directory_changed)
+    installed = await prompts.install_bundled(ctx.js)
+    ctx.log.info("prompt sets ready", extra={"installed": installed})
+    ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory)
+    await ivr.start()
+    try:
+        await ctx.stopping.wait()
+    finally:
+        await ivr.close()
