@@ -1,0 +1,244 @@
+"""Directory distribution and reload.
+
+The process that loaded the config file (``hotdesk up``'s supervisor, or whoever runs
+:class:`DirectoryOwner`) publishes the directory as JSON under one key of the
+``hotdesk_directory`` KV bucket. Every service watches that key
+(:func:`watch_directory`) and installs each new revision with
+``ctx.set_directory(new)``.
+
+Reloads come from SIGHUP or from ``hotdesk reload``, a request on
+``subjects.DIRECTORY_RELOAD``: the owner re-reads the file, validates it, and
+publishes only a valid one; otherwise it replies with the problems and the running
+directory stays. A desk removed from the directory while someone sits there must be
+logged out (``LoggedOut(reason=desk_removed)``): the owner calls its
+``on_desk_removed`` hook for each of :func:`removed_desks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from hotdesk_contracts import streams, subjects
+from hotdesk_contracts.directory import Config, Directory
+
+from .config import Problem, Severity, check_file
+from .context import ServiceContext
+
+log = logging.getLogger("hotdesk.directory")
+
+DIRECTORY_KEY = "current"
+"""The one key of the directory bucket holding the current directory."""
+
+DeskRemovedHook = Callable[[str], Awaitable[None]]
+"""Called with a desk's name after a reload removed it from the directory."""
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Directory)
+
+
+def encode_directory(directory: Directory) -> bytes:
+    """The directory as the JSON stored in the bucket."""
+    return _encoder.encode(directory)
+
+
+def decode_directory(data: bytes) -> Directory:
+    """A directory from the bucket's JSON (raises ``msgspec.ValidationError``)."""
+    return _decoder.decode(data)
+
+
+def removed_desks(old: Directory, new: Directory) -> list[str]:
+    """Names of desks in ``old`` that ``new`` no longer has, in ``old``'s order."""
+    kept = {desk.name for desk in new.desks}
+    return [desk.name for desk in old.desks if desk.name not in kept]
+
+
+async def directory_bucket(js: JetStreamContext) -> KeyValue:
+    return await js.key_value(streams.DIRECTORY.bucket)
+
+
+async def publish_directory(js: JetStreamContext, directory: Directory) -> int:
+    """Store ``directory`` as the current one; returns the KV revision."""
+    kv = await directory_bucket(js)
+    revision = int(await kv.put(DIRECTORY_KEY, encode_directory(directory)))
+    log.info(
+        "directory published",
+        extra={
+            "revision": revision,
+            "extensions": len(directory.extensions),
+            "desks": len(directory.desks),
+        },
+    )
+    return revision
+
+
+async def load_directory(js: JetStreamContext) -> Directory | None:
+    """The current directory from the bucket, or ``None`` if none was published."""
+    kv = await directory_bucket(js)
+    try:
+        entry = await kv.get(DIRECTORY_KEY)
+    except KeyNotFoundError:
+        return None
+    return decode_directory(entry.value) if entry.value else None
+
+
+async def watch_directory(ctx: ServiceContext, poll: float = 1.0) -> None:
+    """Install every directory revision into ``ctx`` until ``ctx.stopping`` is set.
+
+    The current value arrives first, so a service started after the last reload still
+    gets it. A value that does not decode is logged and skipped (the running directory
+    stays) rather than stopping the service.
+    """
+    kv = await directory_bucket(ctx.js)
+    watcher = await kv.watch(DIRECTORY_KEY)
+    try:
+        while not ctx.stopping.is_set():
+            try:
+                entry = await watcher.updates(timeout=poll)  # type: ignore[no-untyped-call]
+            except TimeoutError:
+                continue
+            if entry is None or not entry.value:
+                continue  # end of the initial values, or a delete marker
+            try:
+                new = decode_directory(entry.value)
+            except msgspec.ValidationError as exc:
+                log.error(
+                    "directory revision not understood, keeping the current one",
+                    extra={"revision": entry.revision, "error": str(exc)},
+                )
+                continue
+            if new != ctx.directory:
+                await ctx.set_directory(new)
+                log.info("directory installed", extra={"revision": entry.revision})
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+# --- reload ---------------------------------------------------------------------------
+class ProblemInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A :class:`~hotdesk_runtime.config.Problem` on the wire."""
+
+    key: str
+    message: str
+    severity: str = "error"
+    line: int | None = None
+    variable: str | None = None
+
+    @classmethod
+    def of(cls, problem: Problem) -> ProblemInfo:
+        return cls(
+            key=problem.key,
+            message=problem.message,
+            severity=problem.severity,
+            line=problem.line,
+            variable=problem.variable,
+        )
+
+    def problem(self) -> Problem:
+        severity: Severity = "warning" if self.severity == "warning" else "error"
+        return Problem(self.key, self.message, self.line, self.variable, severity)
+
+
+class ReloadReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a reload request."""
+
+    ok: bool
+    revision: int = 0
+    """The directory bucket revision published (0 when nothing was published)."""
+    problems: list[ProblemInfo] = []
+    removed_desks: list[str] = []
+    error: str = ""
+    """Why the reload could not even be tried (e.g. no config file)."""
+
+
+class DirectoryOwner:
+    """The process that owns the config file: publishes the directory, answers reloads."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        nc: Client,
+        config: Config,
+        path: Path | None,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_desk_removed: DeskRemovedHook | None = None,
+    ) -> None:
+        self.js = js
+        self.nc = nc
+        self.config = config
+        self.path = path
+        self.env = env
+        self.on_desk_removed = on_desk_removed
+        self._lock = asyncio.Lock()
+        self._sub: Subscription | None = None
+
+    async def publish(self) -> int:
+        return await publish_directory(self.js, self.config.directory())
+
+    async def reload(self) -> ReloadReply:
+        """Re-read and validate the file; publish only a valid directory."""
+        async with self._lock:
+            if self.path is None:
+                return ReloadReply(
+                    ok=False, error="running the demo directory: there is no file to reload"
+                )
+            config, problems = await asyncio.to_thread(check_file, self.path, self.env)
+            infos = [ProblemInfo.of(p) for p in problems]
+            if config is None or any(p.severity == "error" for p in problems):
+                log.warning(
+                    "reload refused: the config file has errors",
+                    extra={"errors": sum(p.severity == "error" for p in problems)},
+                )
+                return ReloadReply(ok=False, problems=infos)
+            old = self.config.directory()
+            self.config = config
+            revision = await self.publish()
+            gone = removed_desks(old, config.directory())
+            for desk in gone:
+                await self._desk_removed(desk)
+            return ReloadReply(ok=True, revision=revision, problems=infos, removed_desks=gone)
+
+    async def _desk_removed(self, desk: str) -> None:
+        if self.on_desk_removed is None:
+            log.warning("desk removed but no logout hook is installed", extra={"desk": desk})
+            return
+        try:
+            await self.on_desk_removed(desk)
+        except Exception:
+            # One failing logout must not stop the others; the reload itself succeeded.
+            log.exception("logging out a removed desk failed", extra={"desk": desk})
+
+    async def serve_reload_requests(self) -> None:
+        """Answer ``hotdesk reload`` requests on :data:`subjects.DIRECTORY_RELOAD`."""
+
+        async def handle(msg: Msg) -> None:
+            reply = await self.reload()
+            if msg.reply:
+                await msg.respond(msgspec.json.encode(reply))
+
+        self._sub = await self.nc.subscribe(subjects.DIRECTORY_RELOAD, cb=handle)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+
+async def request_reload(nc: Client, timeout: float = 10.0) -> ReloadReply:
+    """Ask the config owner to reload (what ``hotdesk reload`` does)."""
+    msg = await nc.request(subjects.DIRECTORY_RELOAD, b"", timeout=timeout)
+    return msgspec.json.decode(msg.data, type=ReloadReply)
