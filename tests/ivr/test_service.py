@@ -444,3 +444,28 @@ async def test_media_that_stops_hangs_the_call_up_and_tells_the_ivr(nc: Client) 
     assert [e.reason for e in ended] == ["media-timeout"]
     assert bridge.ended == "media-timeout"
     peer.close()
+
+
+async def test_an_ivr_call_that_lasts_too_long_is_hung_up(
+    nc: Client, router: IvrCommandRouter
+) -> None:
+    peer = await RtpPeer().start()
+    bye = asyncio.Event()
+    bridge = await IvrBridge.answer_call(
+        nc=nc,
+        edge_id=EDGE,
+        call_id="endless",
+        send_bye=bye.set,
+        offer=peer.offer(),
+        local_host="127.0.0.1",
+        port_range=PORTS,
+        prompts=DictPrompts(),
+        media_timeout=30.0,
+        max_call_seconds=0.3,
+    )
+    router.add(bridge)
+    await bridge.start(caller="HD0001", dialled="*77*5*", feature="logout")
+    await bridge.command(PlayPrompts(call_id="endless", prompts=[]))  # claimed, then silence
+    await asyncio.wait_for(bye.wait(), 10)
+    assert bridge.ended == "hangup"
+    peer.close()

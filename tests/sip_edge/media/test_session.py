@@ -258,3 +258,25 @@ async def test_rtp_ports_are_even_and_inside_the_range(peer: RtpPeer) -> None:
     finally:
         for s in sessions:
             await s.close()
+
+
+async def test_packets_from_another_sender_are_neither_media_nor_digits(peer: RtpPeer) -> None:
+    call = Call()
+    session = await call.open(peer, {"a": tone(2)})
+    intruder = await RtpPeer().start()
+    try:
+        hello = rtp.RtpPacket(payload_type=0, sequence=1, timestamp=160, ssrc=7, payload=b"x")
+        peer.send(rtp.serialize(hello), session.local_port)
+        for _ in range(100):
+            if session.remote_learned:
+                break
+            await asyncio.sleep(0.01)
+        for datagram in udp_datagrams(DTMF_CAPTURES["9"]):
+            intruder.send(datagram.payload, session.local_port)
+        await session.play(["a"])
+        assert len(await peer.collect(2)) == 2
+        assert intruder.received.empty()
+        assert call.digits == []
+    finally:
+        intruder.close()
+        await session.close()

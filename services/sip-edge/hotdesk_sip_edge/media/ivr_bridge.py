@@ -34,6 +34,9 @@ SendBye = Callable[[], Awaitable[None] | None]
 CLAIM_TIMEOUT_SECONDS = 5.0
 """How long a call waits for an IVR instance to send its first command."""
 NO_IVR_PROMPT = "en/error"
+MAX_CALL_SECONDS = 300.0
+"""An IVR call still up after this long is hung up (an IVR that died mid-call would
+otherwise leave the phone listening to silence for ever)."""
 
 _HANGUP = object()
 
@@ -55,8 +58,11 @@ class IvrBridge:
         send_bye: SendBye,
         clock: Callable[[], datetime] = _utc_now,
         claim_timeout: float = CLAIM_TIMEOUT_SECONDS,
+        max_call_seconds: float = MAX_CALL_SECONDS,
     ) -> None:
         self.nc = nc
+        self._max_call_seconds = max_call_seconds
+        self._limit: asyncio.TimerHandle | None = None
         self.edge_id = edge_id
         self.call_id = call_id
         self._send_bye = send_bye
@@ -88,13 +94,19 @@ class IvrBridge:
         prompts: PromptSource,
         media_timeout: float,
         claim_timeout: float = CLAIM_TIMEOUT_SECONDS,
+        max_call_seconds: float = MAX_CALL_SECONDS,
     ) -> IvrBridge:
         """Open the call's media for ``offer``; ``bridge.media.answer`` is the SDP answer.
 
         Raises what :meth:`MediaSession.open` raises (``NoCommonCodec`` → 488).
         """
         bridge = cls(
-            nc=nc, edge_id=edge_id, call_id=call_id, send_bye=send_bye, claim_timeout=claim_timeout
+            nc=nc,
+            edge_id=edge_id,
+            call_id=call_id,
+            send_bye=send_bye,
+            claim_timeout=claim_timeout,
+            max_call_seconds=max_call_seconds,
         )
         bridge.media = await MediaSession.open(
             offer=offer,
@@ -121,6 +133,7 @@ class IvrBridge:
         self._worker = asyncio.create_task(self._play_commands())
         loop = asyncio.get_running_loop()
         self._claim = loop.call_later(self._claim_timeout, self._unclaimed)
+        self._limit = loop.call_later(self._max_call_seconds, self._too_long)
         await self._publish(
             subjects.edge_dial(caller),
             FeatureDialled(
@@ -192,6 +205,10 @@ class IvrBridge:
         self._queue.put_nowait(PlayPrompts(call_id=self.call_id, prompts=[NO_IVR_PROMPT]))
         self._queue.put_nowait(_HANGUP)
 
+    def _too_long(self) -> None:
+        log.error("IVR call lasted too long: hanging up", extra={"call_id": self.call_id})
+        self._spawn(self._hang_up("hangup"))
+
     def _drop_queued(self) -> None:
         while not self._queue.empty():
             item = self._queue.get_nowait()
@@ -235,8 +252,9 @@ class IvrBridge:
         if self.ended is not None:
             return
         self.ended = reason
-        if self._claim is not None:
-            self._claim.cancel()
+        for timer in (self._claim, self._limit):
+            if timer is not None:
+                timer.cancel()
         if self.media is not None:
             await self.media.close()
         if self._worker is not None and self._worker is not asyncio.current_task():

@@ -189,6 +189,7 @@ class MediaSession:
             None if holding else (negotiated.remote_host, negotiated.remote_port)
         )
         self.remote_learned = False
+        self.remote_ssrc: int | None = None
         # RFC 3550 §5.1: random initial sequence number, timestamp and SSRC.
         self.ssrc = random.getrandbits(32)
         self._seq = random.getrandbits(16)
@@ -207,13 +208,21 @@ class MediaSession:
         try:
             packet = rtp.parse(data)
         except rtp.RtpError:
-            return  # RTCP on a muxed port or noise: not media
-        self._last_rx = self._loop.time()
-        if not self.remote_learned or self.remote != addr[:2]:
+            return  # noise: not media
+        if 72 <= packet.payload_type <= 76:
+            return  # RTCP sent to the RTP port (RFC 5761 §4): not media
+        source = (addr[0], addr[1])
+        if not self.remote_learned:
             # Symmetric RTP (RFC 4961): answer to where the phone's packets come from,
             # which is what gets through a NAT, not the address its SDP advertised.
-            self.remote = (addr[0], addr[1])
-            self.remote_learned = True
+            self.remote, self.remote_ssrc, self.remote_learned = source, packet.ssrc, True
+        elif source != self.remote:
+            if packet.ssrc != self.remote_ssrc:
+                return  # another sender on our port: neither media nor digits of this call
+            self.remote = source  # the phone's NAT binding changed: follow it
+        else:
+            self.remote_ssrc = packet.ssrc  # a sender may change SSRC (RFC 3550 §8.2)
+        self._last_rx = self._loop.time()
         digit = self._detector.feed(packet, self._last_rx)
         if digit is not None:
             self._digit(digit, "rfc4733")
