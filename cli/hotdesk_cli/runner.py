@@ -1,0 +1,122 @@
+"""``hotdesk run <service>``: one service process.
+
+Connects to NATS, builds the :class:`~hotdesk_runtime.context.ServiceContext`, keeps
+the directory current from the KV bucket and awaits the service's
+``hotdesk_<service>.main.serve(ctx)`` until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from hotdesk_contracts.directory import Config
+from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.directory import load_directory, watch_directory
+from hotdesk_runtime.nats import connect
+
+log = logging.getLogger("hotdesk.run")
+
+SERVICES: dict[str, str] = {
+    "sip-edge": "hotdesk_sip_edge.main",
+    "ivr": "hotdesk_ivr.main",
+    "provisioner": "hotdesk_provisioner.main",
+    "presence": "hotdesk_presence.main",
+}
+"""Service name → module holding ``async def serve(ctx)``."""
+
+T = TypeVar("T")
+Serve = Callable[[ServiceContext], Awaitable[None]]
+
+
+class UnknownService(ValueError):
+    """The service name is none of :data:`SERVICES`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown service {name!r}: choose one of {', '.join(SERVICES)}")
+
+
+def find_serve(service: str) -> Serve | None:
+    """The service's ``serve`` function, or ``None`` if it is not written yet.
+
+    Only a missing ``main`` module or a missing ``serve`` counts as not written; an
+    import error inside the module is a crash like any other.
+    """
+    if service not in SERVICES:
+        raise UnknownService(service)
+    module_name = SERVICES[service]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    serve = getattr(module, "serve", None)
+    return cast(Serve, serve) if callable(serve) else None
+
+
+def instance_id(service: str) -> str:
+    """Unique per process: service, host, pid and a random suffix."""
+    return f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+async def run_service(service: str, config: Config, config_path: Path | None) -> int:
+    """Run one service until SIGINT/SIGTERM; returns the process exit code."""
+    serve = find_serve(service)
+    nc, js = await connect(config, name=f"hotdesk-{service}")
+    ctx = ServiceContext(
+        name=service,
+        instance_id=instance_id(service),
+        config=config,
+        config_path=config_path,
+        nc=nc,
+        js=js,
+        log=logging.getLogger(f"hotdesk.{service}"),
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, ctx.stopping.set)
+    published = await load_directory(js)
+    if published is not None:
+        await ctx.set_directory(published)
+    watcher = asyncio.create_task(watch_directory(ctx))
+    code = 0
+    try:
+        if serve is None:
+            log.warning(
+                f"service {service} is not implemented yet; idling until stopped",
+                extra={"service": service},
+            )
+            await ctx.stopping.wait()
+        else:
+            log.info("service running", extra={"service": service, "instance": ctx.instance_id})
+            await serve(ctx)
+    except Exception:
+        log.exception("service crashed", extra={"service": service})
+        code = 1
+    finally:
+        ctx.stopping.set()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+        with contextlib.suppress(Exception):
+            await nc.drain()
+    return code
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop where it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
