@@ -101,7 +101,9 @@ class Phone:
     async def listen(self) -> None:
         while True:
             got = await self.peer.received.get()
-            prompt = BY_CODE.get(got.packet.payload[0], "?")
+            prompt = BY_CODE.get(got.packet.payload[0])
+            if prompt is None:
+                continue  # the silence sent before a BYE
             if not self.heard or self.heard[-1] != prompt or got.packet.marker:
                 self.heard.append(prompt)
 

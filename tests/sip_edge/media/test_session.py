@@ -280,3 +280,16 @@ async def test_packets_from_another_sender_are_neither_media_nor_digits(peer: Rt
     finally:
         intruder.close()
         await session.close()
+
+
+async def test_silence_continues_the_stream_without_a_new_talkspurt(peer: RtpPeer) -> None:
+    session = await Call().open(peer, {"a": tone(2)})
+    try:
+        await session.play(["a"])
+        await session.play_silence(0.06)
+        got = [r.packet for r in await peer.collect(5)]
+        assert [p.marker for p in got] == [True, False, False, False, False]
+        assert all(p.payload == bytes([g711.silence(0)]) * 160 for p in got[2:])
+        assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in itertools.pairwise(got))
+    finally:
+        await session.close()

@@ -34,11 +34,15 @@ SendBye = Callable[[], Awaitable[None] | None]
 CLAIM_TIMEOUT_SECONDS = 5.0
 """How long a call waits for an IVR instance to send its first command."""
 NO_IVR_PROMPT = "en/error"
+PLAYOUT_GRACE_SECONDS = 0.3
+"""Silence sent after the last prompt before the BYE: the phone's jitter buffer still
+holds the prompt's last packets, and a BYE now would cut the end of the sentence."""
 MAX_CALL_SECONDS = 300.0
 """An IVR call still up after this long is hung up (an IVR that died mid-call would
 otherwise leave the phone listening to silence for ever)."""
 
 _HANGUP = object()
+_HANGUP_NOW = object()
 
 
 def _utc_now() -> datetime:
@@ -74,6 +78,7 @@ class IvrBridge:
         self._claim: asyncio.TimerHandle | None = None
         self._claimed = False
         self._dtmf_seq = 0
+        self._played_any = False
         self.ended: str | None = None
         """Why the call ended, once it has."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -195,7 +200,7 @@ class IvrBridge:
                 self._drop_queued()
                 if self.media is not None:
                     self.media.stop_playback()
-            self._queue.put_nowait(_HANGUP)
+            self._queue.put_nowait(_HANGUP_NOW if command.now else _HANGUP)
 
     def _unclaimed(self) -> None:
         if self._claimed or self.ended is not None:
@@ -218,13 +223,16 @@ class IvrBridge:
     async def _play_commands(self) -> None:
         while self.ended is None:
             item = await self._queue.get()
-            if item is _HANGUP:
+            if item is _HANGUP or item is _HANGUP_NOW:
+                if item is _HANGUP and self._played_any and self.media is not None:
+                    await self.media.play_silence(PLAYOUT_GRACE_SECONDS)
                 await self._hang_up("hangup")
                 return
             assert isinstance(item, PlayPrompts)
             if self.media is None:
                 continue
             result = await self.media.play(item.prompts, barge_in=item.barge_in)
+            self._played_any = True
             await self._played(item, completed=result.completed, missing=result.missing)
 
     async def _played(self, play: PlayPrompts, *, completed: bool, missing: list[str]) -> None:

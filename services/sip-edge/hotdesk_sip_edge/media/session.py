@@ -286,11 +286,23 @@ class MediaSession:
                 self._barge_in = False
             return PlayResult(completed=completed, missing=missing)
 
+    async def play_silence(self, seconds: float) -> None:
+        """Send ``seconds`` of silence. Before a BYE this pushes the last prompt's final
+        packets out of the phone's jitter buffer, which some phones only play out while
+        packets keep arriving."""
+        async with self._play_lock:
+            if self._closed:
+                return
+            frames = max(1, round(seconds / FRAME_SECONDS))
+            self._stop.clear()
+            silence = bytes([g711.silence(self.negotiated.payload_type)]) * FRAME_SAMPLES
+            await self._send(silence * frames, marker=False)
+
     def stop_playback(self) -> None:
         """Cut the current playback short (it returns ``completed=False``)."""
         self._stop.set()
 
-    async def _send(self, payload: bytes) -> bool:
+    async def _send(self, payload: bytes, *, marker: bool = True) -> bool:
         if not payload:
             return True
         pad = bytes([g711.silence(self.negotiated.payload_type)])
@@ -316,7 +328,7 @@ class MediaSession:
                 timestamp=ts,
                 ssrc=self.ssrc,
                 payload=frame,
-                marker=index == 0,  # RFC 3551 §4.1: first packet of a talkspurt
+                marker=marker and index == 0,  # RFC 3551 §4.1: first of a talkspurt
             )
             self._seq = (self._seq + 1) & 0xFFFF
             self._last_ts = ts
