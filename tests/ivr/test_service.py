@@ -471,3 +471,22 @@ async def test_an_ivr_call_that_lasts_too_long_is_hung_up(
     await asyncio.wait_for(bye.wait(), 10)
     assert bridge.ended == "hangup"
     peer.close()
+
+
+class BrokenLedger:
+    async def desk(self, desk: str) -> object:
+        raise ConnectionError("the ledger is unreachable")
+
+
+async def test_a_failing_ledger_plays_the_error_prompt_and_hangs_up(
+    nc: Client, router: IvrCommandRouter
+) -> None:
+    ivr = ivr_main.Ivr(nc, BrokenLedger(), lambda: config().directory())  # type: ignore[arg-type]
+    await ivr.start()
+    try:
+        await nc.flush()
+        phone = await call(nc, router, "*77*100*")
+        await phone.hung_up()
+        assert phone.heard == ["en/error"]
+    finally:
+        await ivr.close()

@@ -106,6 +106,11 @@ class IvrCall:
             await asyncio.wait_for(self._drive(), MAX_CALL_SECONDS)
         except TimeoutError:
             self._log(logging.ERROR, "call outlived the IVR's limit: dropped")
+        except Exception:
+            # The bus or the ledger failed under us: tell the caller rather than leave
+            # them listening to silence.
+            log.exception("IVR call failed", extra=self._fields)
+            await self._give_up()
         finally:
             self._cancel_timer()
             await sub.unsubscribe()
@@ -192,6 +197,18 @@ class IvrCall:
             )
             return flows.CommandFailed("error")
         return flows.CommandDone(events)
+
+    async def _give_up(self) -> None:
+        language = self.flow.language
+        try:
+            await self._command(
+                PlayPrompts(
+                    call_id=self.dialled.call_id, prompts=[f"{language}/error"], barge_in=False
+                )
+            )
+            await self._command(HangUpCommand(call_id=self.dialled.call_id))
+        except Exception:
+            log.exception("could not end the failed call", extra=self._fields)
 
     async def _command(self, command: msgspec.Struct) -> None:
         await self.nc.publish(self._edge, msgspec.json.encode(command))

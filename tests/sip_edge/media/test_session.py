@@ -14,6 +14,7 @@ from hotdesk_sip_edge.media import g711, rtp, sdp, wav
 from hotdesk_sip_edge.media.metrics import Histogram
 from hotdesk_sip_edge.media.session import (
     FRAME_SAMPLES,
+    NoRtpPort,
     MediaSession,
     builtin_file_not_found,
 )
@@ -293,3 +294,21 @@ async def test_silence_continues_the_stream_without_a_new_talkspurt(peer: RtpPee
         assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in itertools.pairwise(got))
     finally:
         await session.close()
+
+
+async def test_a_range_without_a_free_even_port_is_refused(peer: RtpPeer) -> None:
+    taken = await Call().open(peer, {})
+    try:
+        port = taken.local_port
+        with pytest.raises(NoRtpPort, match="in use"):
+            await MediaSession.open(
+                offer=peer.offer(),
+                local_host="127.0.0.1",
+                port_range=(port, port + 1),
+                prompts=DictPrompts({}),
+                on_dtmf=lambda d, s: None,
+                on_media_timeout=lambda: None,
+                media_timeout=30.0,
+            )
+    finally:
+        await taken.close()
