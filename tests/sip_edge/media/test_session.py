@@ -14,8 +14,8 @@ from hotdesk_sip_edge.media import g711, rtp, sdp, wav
 from hotdesk_sip_edge.media.metrics import Histogram
 from hotdesk_sip_edge.media.session import (
     FRAME_SAMPLES,
-    NoRtpPort,
     MediaSession,
+    NoRtpPort,
     builtin_file_not_found,
 )
 from tests.sip_edge.media.pcap import DTMF_CAPTURES, udp_datagrams
