@@ -121,6 +121,7 @@ class IvrBridge:
             on_dtmf=bridge.on_dtmf,
             on_media_timeout=bridge.on_media_timeout,
             media_timeout=media_timeout,
+            call_id=call_id,
         )
         return bridge
 

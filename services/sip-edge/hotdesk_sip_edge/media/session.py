@@ -121,6 +121,7 @@ class MediaSession:
     """The SDP answer for the 200 OK."""
     negotiated: sdp.Negotiated
     local_port: int
+    _fields: dict[str, object]
     _transport: asyncio.DatagramTransport
     _watchdog: asyncio.Task[None]
 
@@ -139,6 +140,7 @@ class MediaSession:
         on_media_timeout: Callable[[], None],
         media_timeout: float,
         jitter: Histogram = RTP_SEND_JITTER,
+        call_id: str = "",
     ) -> MediaSession:
         """Negotiate ``offer`` and open the RTP socket.
 
@@ -146,7 +148,8 @@ class MediaSession:
         (answer 400) or :class:`NoRtpPort` (answer 503). ``on_dtmf(digit, source)``
         gets each digit once, ``source`` being ``rfc4733`` or ``info``;
         ``on_media_timeout()`` is called once when no RTP arrived for ``media_timeout``
-        seconds.
+        seconds. ``jitter`` receives each packet's lateness against its schedule;
+        ``call_id`` goes into the session's log lines.
         """
         parsed = sdp.parse(offer)
         sdp.answer(parsed, local_host=local_host, local_port=1, session_id=0)  # fail early
@@ -158,6 +161,7 @@ class MediaSession:
         )
         self = object.__new__(cls)
         self._setup(negotiated, prompts, on_dtmf, on_media_timeout, media_timeout, jitter)
+        self._fields = {"call_id": call_id, "local_port": port}
         self.answer = sdp.serialize(answer)
         self.local_port = port
         loop = asyncio.get_running_loop()
@@ -244,7 +248,7 @@ class MediaSession:
             deadline = self._last_rx + self._media_timeout
             now = self._loop.time()
             if now >= deadline:
-                log.info("media timeout", extra={"local_port": self.local_port})
+                log.info("media timeout", extra=self._fields)
                 self._on_media_timeout()
                 return
             await asyncio.sleep(deadline - now)
@@ -272,10 +276,10 @@ class MediaSession:
                     except (wav.WavError, g711.G711Error) as exc:
                         log.error(
                             "prompt audio unplayable",
-                            extra={"prompt_id": prompt_id, "error": str(exc)},
+                            extra={**self._fields, "prompt_id": prompt_id, "error": str(exc)},
                         )
                 else:
-                    log.error("prompt not found", extra={"prompt_id": prompt_id})
+                    log.error("prompt not found", extra={**self._fields, "prompt_id": prompt_id})
                 missing.append(prompt_id)
                 chunks.append(_encoded(builtin_file_not_found(), pt))
             self._stop.clear()
