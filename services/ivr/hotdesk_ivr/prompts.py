@@ -14,6 +14,7 @@ the bucket, not code.
 from __future__ import annotations
 
 import logging
+import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,17 @@ from hotdesk_contracts import streams
 
 log = logging.getLogger(__name__)
 
-BUNDLED_DIR = Path(__file__).resolve().parents[3] / "prompts"
+
+def _bundled_dir() -> Path:
+    # An installed image carries the sets under <prefix>/share/prompts; a checkout of
+    # the repository has them at its top.
+    installed = Path(sys.prefix) / "share" / "prompts"
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parents[3] / "prompts"
+
+
+BUNDLED_DIR = _bundled_dir()
 """The prompt sets shipped with hotdesk."""
 VERSION_HEADER = "Hotdesk-Prompt-Version"
 
