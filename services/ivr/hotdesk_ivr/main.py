@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -265,7 +266,10 @@ async def serve(ctx: ServiceContext) -> None:
         ledger.policies = new.policies
 
     ctx.on_directory_change(directory_changed)
-    installed = await prompts.install_bundled(ctx.js)
+    roots = [prompts.BUNDLED_DIR]
+    if ctx.config.prompts_dir:  # extra (e.g. recorded) sets; they win over bundled ids
+        roots.append(Path(ctx.config.prompts_dir))
+    installed = await prompts.install_bundled(ctx.js, roots=roots)
     ctx.log.info("prompt sets ready", extra={"installed": installed})
     ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory)
     await ivr.start()
