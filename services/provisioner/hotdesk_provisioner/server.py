@@ -102,6 +102,7 @@ class ProvisioningServer:
         self._cache: dict[tuple[str, str | None, str, str], Rendered] = {}
         self._cache_directory: Directory | None = None
         self._users: dict[str, Desk] = {}
+        self._macs: dict[str, Desk] = {}
         self.app = Starlette(
             routes=[
                 Route("/healthz", self._healthz, methods=["GET"]),
@@ -158,8 +159,8 @@ class ProvisioningServer:
         found = detect(path, agent)
         if found is None:
             return _not_found()
-        directory = self._current_directory()
-        if found.mac is not None and directory.desk_by_mac(found.mac) is None:
+        self._current_directory()
+        if found.mac is not None and found.mac not in self._macs:
             await self._unknown_device(found, agent, client, path, now)
         desk = self._authenticate(request, now)
         if isinstance(desk, Response):
@@ -284,6 +285,7 @@ class ProvisioningServer:
             self._cache.clear()
             self._cache_directory = directory
             self._users = {(d.provisioning_user or d.name): d for d in directory.desks}
+            self._macs = {d.mac.lower(): d for d in directory.desks}
         return directory
 
 
