@@ -147,9 +147,16 @@ def verify(
 
 
 def digest_response(
-    username: str, password: str, method: str, uri: str, nonce: str, nc: str, cnonce: str
+    username: str,
+    password: str,
+    method: str,
+    uri: str,
+    nonce: str,
+    nc: str,
+    cnonce: str,
+    realm: str = REALM,
 ) -> str:
-    """The client side of a Digest MD5 qop=auth exchange (for tests and the benchmark)."""
-    ha1 = _md5(f"{username}:{REALM}:{password}")
+    """The client side of a Digest MD5 qop=auth exchange (RFC 7616 §3.4.1)."""
+    ha1 = _md5(f"{username}:{realm}:{password}")
     ha2 = _md5(f"{method}:{uri}")
     return _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
