@@ -19,7 +19,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from hotdesk_contracts import subjects
-from hotdesk_contracts.commands import LogIn, PlayPrompts
+from hotdesk_contracts.commands import HangUp as HangUpCommand
+from hotdesk_contracts.commands import LogIn, PlayPrompts, StopPlayback
 from hotdesk_contracts.directory import Config, Desk, Extension, Policies
 from hotdesk_contracts.events import (
     Cause,
@@ -31,7 +32,7 @@ from hotdesk_contracts.events import (
     PinRejected,
     Roamed,
 )
-from hotdesk_contracts.messages import CallEnded
+from hotdesk_contracts.messages import CallEnded, PromptsPlayed
 from hotdesk_ivr import main as ivr_main
 from hotdesk_ivr.flows import spell_desk
 from hotdesk_ledger.handler import Ledger
@@ -490,3 +491,67 @@ async def test_a_failing_ledger_plays_the_error_prompt_and_hangs_up(
         assert phone.heard == ["en/error"]
     finally:
         await ivr.close()
+
+
+async def test_stop_and_hang_up_now_cut_prompts_short_and_report_them_unfinished(
+    nc: Client, router: IvrCommandRouter
+) -> None:
+    played: list[PromptsPlayed] = []
+
+    async def on_played(msg: Msg) -> None:
+        played.append(msgspec.json.decode(msg.data, type=PromptsPlayed))
+
+    await nc.subscribe(subjects.edge_call_event("cut", "played"), cb=on_played)
+    peer = await RtpPeer().start()
+    bye = asyncio.Event()
+    bridge = await IvrBridge.answer_call(
+        nc=nc,
+        edge_id=EDGE,
+        call_id="cut",
+        send_bye=bye.set,
+        offer=peer.offer(),
+        local_host="127.0.0.1",
+        port_range=PORTS,
+        prompts=DictPrompts(),
+        media_timeout=30.0,
+    )
+    router.add(bridge)
+    await bridge.start(caller="HD0001", dialled="*77*5*", feature="logout")
+    long_play = ["en/goodbye"] * 50  # five seconds
+    await nc.publish(
+        subjects.edge_command(EDGE),
+        msgspec.json.encode(
+            PlayPrompts(call_id="cut", prompts=long_play, play_id="a", barge_in=False)
+        ),
+    )
+    await nc.publish(
+        subjects.edge_command(EDGE),
+        msgspec.json.encode(
+            PlayPrompts(call_id="cut", prompts=long_play, play_id="b", barge_in=False)
+        ),
+    )
+    await peer.next()
+    await nc.publish(subjects.edge_command(EDGE), msgspec.json.encode(StopPlayback(call_id="cut")))
+    async with asyncio.timeout(5):  # the playing prompt and the queued one both end
+        while len(played) < 2:
+            await asyncio.sleep(0.01)
+    await nc.publish(
+        subjects.edge_command(EDGE),
+        msgspec.json.encode(
+            PlayPrompts(call_id="cut", prompts=long_play, play_id="c", barge_in=False)
+        ),
+    )
+    await nc.publish(
+        subjects.edge_command(EDGE), msgspec.json.encode(HangUpCommand(call_id="cut", now=True))
+    )
+    await asyncio.wait_for(bye.wait(), 5)
+    await nc.flush()
+    async with asyncio.timeout(5):
+        while len(played) < 3:
+            await asyncio.sleep(0.01)
+    assert sorted((p.play_id, p.completed) for p in played) == [
+        ("a", False),
+        ("b", False),
+        ("c", False),
+    ]
+    peer.close()

@@ -264,6 +264,8 @@ class MediaSession:
         async with self._play_lock:
             if self._closed:
                 return PlayResult(completed=False)
+            # Cleared before the prompts are fetched, so a stop that comes meanwhile counts.
+            self._stop.clear()
             missing: list[str] = []
             chunks: list[bytes] = []
             pt = self.negotiated.payload_type
@@ -282,7 +284,6 @@ class MediaSession:
                     log.error("prompt not found", extra={**self._fields, "prompt_id": prompt_id})
                 missing.append(prompt_id)
                 chunks.append(_encoded(builtin_file_not_found(), pt))
-            self._stop.clear()
             self._barge_in = barge_in
             try:
                 completed = await self._send(b"".join(chunks))
