@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -75,7 +78,9 @@ def config(port: int, **provisioning: object) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def running(nc: Client, js: JetStreamContext, cfg: Config) -> AsyncIterator[str]:
+async def running(
+    nc: Client, js: JetStreamContext, cfg: Config, scheme: str = "http"
+) -> AsyncIterator[str]:
     for spec in (streams.LEDGER, streams.PROVISIONING):
         await js.add_stream(name=spec.name, subjects=spec.subjects)
     ctx = ServiceContext(
@@ -88,8 +93,8 @@ async def running(nc: Client, js: JetStreamContext, cfg: Config) -> AsyncIterato
         log=logging.getLogger("test"),
     )
     task = asyncio.create_task(serve(ctx))
-    base = f"http://127.0.0.1:{cfg.provisioning.port}"
-    async with httpx.AsyncClient(base_url=base) as http:
+    base = f"{scheme}://127.0.0.1:{cfg.provisioning.port}"
+    async with httpx.AsyncClient(base_url=base, verify=False) as http:
         for _ in range(100):
             with contextlib.suppress(httpx.TransportError):
                 if (await http.get("/healthz")).status_code == 200:
@@ -238,3 +243,45 @@ async def test_an_offline_desk_is_reprovisioned_when_it_registers(
 @pytest.fixture(autouse=True)
 def _quiet_http_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="uvicorn")
+
+
+async def test_files_are_served_over_tls_when_a_certificate_is_configured(
+    nc: Client, js: JetStreamContext, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = free_port()
+    cfg = config(port, tls_cert=str(cert), tls_key=str(key))
+    async with running(nc, js, cfg, scheme="https"):
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(verify=trust, auth=AUTH) as https:
+            response = await https.get(
+                f"https://127.0.0.1:{port}/805ec0123456.cfg", headers={"User-Agent": YEALINK_UA}
+            )
+        async with httpx.AsyncClient() as plain:
+            with pytest.raises(httpx.TransportError):
+                await plain.get(f"http://127.0.0.1:{port}/healthz")
+    assert response.status_code == 200
+    assert b"account.1.label = HD0001" in response.content
