@@ -277,3 +277,24 @@ def test_desk_with_custom_template_is_rejected_but_an_extension_may_have_one() -
         )
     ]
     assert check_templates(DIRECTORY) == []
+
+
+@pytest.mark.parametrize(
+    ("vendor", "model", "keys", "last_key_marker"),
+    [
+        ("yealink", "T31P", 2, b"linekey.3."),
+        ("poly", "VVX_150", 2, b"attendant.resourceList.3."),
+        ("snom", "D713", 4, b'<fkey idx="4"'),
+        ("grandstream", "GRP2601", 2, b"pks.vpk.3."),
+        ("fanvil", "X4U", 3, b'<Fkey index="4">'),
+        ("cisco", "6821", 2, b"<Extended_Function_3_>"),
+    ],
+)
+def test_every_vendor_has_a_model_override_that_fits_its_keys(
+    vendor: str, model: str, keys: int, last_key_marker: bytes
+) -> None:
+    desk = msgspec.structs.replace(VENDOR_DESKS[vendor], model=model)
+    text = b"".join(render(desk, DIRECTORY, DIRECTORY.extension("102"), SIP).values())
+    assert b"Logout" in text
+    assert b"Alice Example" in text  # key 2: the first BLF key
+    assert last_key_marker not in text
