@@ -10,7 +10,6 @@ updating the ones that exist.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import shutil
@@ -162,13 +161,15 @@ async def connect(
     name: str = "hotdesk",
     url: str | None = None,
     initial_attempts: int = 0,
-    max_backoff: float = 10.0,
+    reconnect_wait: float = 2.0,
 ) -> tuple[Client, JetStreamContext]:
     """Connect to NATS and return the client and its JetStream context.
 
-    The first connection is retried with exponential backoff (``initial_attempts``
-    times, 0 = for ever) because a service may start before its server; once
-    connected, nats-py reconnects for ever. Every state change is logged.
+    With ``initial_attempts`` 0 (services) the first connection and every reconnect
+    are retried for ever, ``reconnect_time_wait`` apart with jitter, because a service
+    may start before its server and must outlive a server restart; one-shot tools
+    pass a small ``initial_attempts`` and get a :class:`NatsError` instead. Every
+    state change is logged.
     """
     target = url or nats_url(config)
 
@@ -187,7 +188,7 @@ async def connect(
     options: dict[str, Any] = {
         "name": name,
         "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 1.0,
+        "reconnect_time_wait": reconnect_wait,
         "allow_reconnect": True,
         "disconnected_cb": disconnected,
         "reconnected_cb": reconnected,
@@ -200,24 +201,15 @@ async def connect(
     tls = _tls_context(config)
     if tls is not None:
         options["tls"] = tls
-    delay = 0.1
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            nc = await nats.connect(target, **options)
-        except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
-            if initial_attempts and attempt >= initial_attempts:
-                raise NatsError(f"cannot reach NATS at {target}: {exc}") from exc
-            log.warning(
-                "nats not reachable yet, retrying",
-                extra={"service": name, "attempt": attempt, "retry_in": delay},
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_backoff)
-            continue
-        log.info("nats connected", extra={"service": name})
-        return nc, nc.jetstream()
+    if initial_attempts:
+        # One-shot tools: give up after a few tries rather than hang.
+        options["max_reconnect_attempts"] = initial_attempts
+    try:
+        nc = await nats.connect(target, **options)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        raise NatsError(f"cannot reach NATS at {target}: {exc}") from exc
+    log.info("nats connected", extra={"service": name})
+    return nc, nc.jetstream()
 
 
 # --- streams, KV and object stores ------------------------------------------------------
