@@ -164,7 +164,12 @@ class Provisioner:
             except NatsTimeoutError:
                 continue
             for msg in msgs:
-                await self._trigger(msg)
+                try:
+                    await self._trigger(msg)
+                except Exception:
+                    # A desk that cannot be rendered (a vendor no plugin knows) must not
+                    # stop reprovisioning for every other desk.
+                    log.exception("reprovision trigger failed", extra={"subject": msg.subject})
                 await msg.ack()
 
     async def _trigger(self, msg: Msg) -> None:
