@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 
 import uvicorn
 
@@ -21,8 +22,6 @@ def main(argv: list[str]) -> None:
     seats = DeskSeats()
     for n, desk in enumerate(directory.desks, start=1):
         if n % 2 == 0:
-            from datetime import UTC, datetime
-
             seats.apply(
                 LoggedIn(
                     event_id=f"e{n}",
