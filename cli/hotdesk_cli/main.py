@@ -5,7 +5,6 @@ not available (yet) or not reachable.
 """
 
 import asyncio
-import getpass
 import importlib
 import logging
 import os
@@ -17,6 +16,7 @@ import httpx
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -62,7 +62,7 @@ NOT_AVAILABLE = 2
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/] {message}")
+    err_console.print(f"[red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -71,7 +71,7 @@ def print_problems(problems: list[Problem], *, to: Console = console) -> None:
         style = "red" if problem.severity == "error" else "yellow"
         where = problem.where()
         head = f"{problem.key or 'config'}" + (f" ({where})" if where else "")
-        to.print(f"[{style}]{problem.severity}[/] {head}: {problem.message}", markup=True)
+        to.print(f"[{style}]{problem.severity}[/] {escape(head)}: {escape(problem.message)}")
 
 
 def _load(config: str | None) -> LoadedConfig:
@@ -203,10 +203,10 @@ def hash_pin(
 ) -> None:
     """Read a PIN (or password) without echo and print its argon2 hash for the config."""
     what = "password" if password else "PIN"
-    secret = getpass.getpass(f"{what}: ")
-    again = getpass.getpass(f"{what} again: ")
-    if secret != again:
-        fail(f"the two {what}s differ")
+    try:
+        secret = typer.prompt(what, hide_input=True, confirmation_prompt=True, err=True)
+    except typer.Abort:
+        fail(f"no {what} given")
     if not password and not (secret.isdigit() and 4 <= len(secret) <= 12):
         fail("a PIN is 4 to 12 digits")
     if password and len(secret) < 8:
@@ -314,6 +314,7 @@ def rebuild(
 ) -> None:
     """Forget a projection's read model and replay the ledger into it."""
     runner_module = _optional_module("hotdesk_ledger.projection", "rebuilding projections")
+    settings = _load(config).config
     known = _projections()
     if projection not in known:
         names = ", ".join(sorted(known)) or "none"
@@ -325,6 +326,9 @@ def rebuild(
             progress.update(task, completed=applied, total=total)
 
         async def body(js: Any) -> int:
+            from hotdesk_runtime.nats import ensure_jetstream
+
+            await ensure_jetstream(js, settings.nats.replicas)
             runner = runner_module.ProjectionRunner(js, known[projection]())
             try:
                 return int(await runner.rebuild(step))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 
 from hotdesk_contracts.directory import Config
 from hotdesk_runtime.config import LoadedConfig, load_config
@@ -145,9 +146,9 @@ async def _up(up: UpPlan, console: Console, embedded: EmbeddedNats | None) -> No
         if reply.ok:
             console.print(f"directory reloaded (revision {reply.revision})", soft_wrap=True)
         else:
-            console.print(f"[red]reload refused[/] {reply.error}", soft_wrap=True)
+            console.print(f"[red]reload refused[/] {escape(reply.error)}", soft_wrap=True)
             for problem in reply.problems:
-                console.print(f"  {problem.problem()}", soft_wrap=True)
+                console.print(f"  {escape(str(problem.problem()))}", soft_wrap=True)
 
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_hup()))
     try:
@@ -175,7 +176,7 @@ def run_up(up: UpPlan, console: Console) -> int:
     config = up.loaded.config
     embedded: EmbeddedNats | None = None
     for warning in up.loaded.warnings:
-        console.print(f"[yellow]{warning}[/]", soft_wrap=True)
+        console.print(f"[yellow]{escape(str(warning))}[/]", soft_wrap=True)
     if not config.nats.url:
         embedded = EmbeddedNats.from_config(config)
         started = time.monotonic()

@@ -173,8 +173,13 @@ async def connect(
     """
     target = url or nats_url(config)
 
+    clients: list[Client] = []
+
     async def disconnected() -> None:
-        log.warning("nats disconnected", extra={"service": name})
+        closing = bool(clients) and (clients[0].is_closed or clients[0].is_draining)
+        # A disconnect while we close is expected; only an unexpected one is a warning.
+        level = logging.DEBUG if closing else logging.WARNING
+        log.log(level, "nats disconnected", extra={"service": name})
 
     async def reconnected() -> None:
         log.info("nats reconnected", extra={"service": name})
@@ -208,6 +213,7 @@ async def connect(
         nc = await nats.connect(target, **options)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise NatsError(f"cannot reach NATS at {target}: {exc}") from exc
+    clients.append(nc)
     log.info("nats connected", extra={"service": name})
     return nc, nc.jetstream()
 
