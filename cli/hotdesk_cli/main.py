@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import logging
 import os
+import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -83,6 +84,27 @@ def _load(config: str | None) -> LoadedConfig:
     except ConfigError as exc:
         print_problems(exc.problems, to=err_console)
         fail(f"the configuration{' in ' + exc.source if exc.source else ''} has errors")
+
+
+def _load_for_nats(config: str | None) -> Config:
+    """Enough config to reach NATS, even from a file that has errors elsewhere.
+
+    ``hotdesk reload`` must be able to tell the owner about a broken file: the owner
+    replies with its problems.
+    """
+    path = config_path(config)
+    if path is None:
+        return _load(config).config
+    try:
+        return load_config(path).config
+    except ConfigError:
+        pass
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        checked, _ = check_data({"nats": data.get("nats", {})})
+    except (OSError, tomllib.TOMLDecodeError):
+        checked = None
+    return checked if checked is not None else _load(config).config
 
 
 def _setup_cli_logging(level: str = "WARNING") -> None:
@@ -168,7 +190,7 @@ def reload(config: ConfigOption = None) -> None:
     from hotdesk_runtime.nats import NatsError, connect
 
     _setup_cli_logging()
-    settings = _load(config).config
+    settings = _load_for_nats(config)
 
     async def go() -> Any:
         nc, _ = await connect(settings, name="hotdesk-cli", initial_attempts=1)

@@ -41,7 +41,7 @@ log = logging.getLogger("hotdesk.up")
 
 RESOLVED_CONFIG_FILE = "resolved-config.json"
 READY_LINE = "hotdesk is up"
-"""Printed once everything is started (scripts wait for it)."""
+"""Printed last, once everything is started (scripts wait for it)."""
 
 
 @dataclass
@@ -97,7 +97,6 @@ def print_banner(console: Console, up: UpPlan) -> None:
     """What to point a phone (and a browser) at."""
     config = up.loaded.config
     host = config.sip.advertised_host
-    console.print(f"[bold green]{READY_LINE}[/]", soft_wrap=True)
     console.print(f"  SIP:           {host}:{config.sip.port} (UDP and TCP)", soft_wrap=True)
     console.print(f"  Provisioning:  http://{host}:{config.provisioning.port}/", soft_wrap=True)
     console.print(f"  Admin console: http://{host}:{config.admin.port}/", soft_wrap=True)
@@ -124,6 +123,7 @@ def print_banner(console: Console, up: UpPlan) -> None:
         f"  Log in:        dial {codes.login}<ext>* from a desk; log out: {codes.logout}",
         soft_wrap=True,
     )
+    console.print(f"[bold green]{READY_LINE}[/] (Ctrl-C stops everything)", soft_wrap=True)
 
 
 async def _up(up: UpPlan, console: Console, embedded: EmbeddedNats | None) -> None:
