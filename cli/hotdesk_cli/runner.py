@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 from hotdesk_contracts.directory import Config
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.directory import load_directory, watch_directory
-from hotdesk_runtime.nats import connect
+from hotdesk_runtime.nats import connect, ensure_jetstream
 
 log = logging.getLogger("hotdesk.run")
 
@@ -57,7 +57,7 @@ def find_serve(service: str) -> Serve | None:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == module_name:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             return None
         raise
     serve = getattr(module, "serve", None)
@@ -85,6 +85,8 @@ async def run_service(service: str, config: Config, config_path: Path | None) ->
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, ctx.stopping.set)
+    # Any process may be the first on a fresh cluster (containers start in any order).
+    await ensure_jetstream(js, config.nats.replicas)
     published = await load_directory(js)
     if published is not None:
         await ctx.set_directory(published)

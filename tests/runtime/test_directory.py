@@ -61,7 +61,6 @@ def test_directory_json_round_trips() -> None:
 
 async def test_published_directory_is_read_back(js: JetStreamContext) -> None:
     await ensure_jetstream(js)
-    assert await load_directory(js) is None
     directory = Directory(desks=[desk("HD0001", "0" * 12)])
     revision = await publish_directory(js, directory)
     assert revision > 0

@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from hotdesk_contracts import streams, subjects
 from hotdesk_contracts.directory import Config, NatsSettings
 from hotdesk_runtime.nats import EmbeddedNats, NatsError, connect, ensure_jetstream, nats_url
-from tests.support.natsserver import free_port
+from tests.support.natsserver import NatsServer, free_port
 
 
 async def test_ensure_jetstream_creates_everything_and_is_idempotent(
@@ -50,7 +50,7 @@ async def test_embedded_server_keeps_jetstream_data_across_restarts(tmp_path: Pa
     assert not server.running()
 
 
-async def test_connect_uses_the_configured_url(nats_server: object) -> None:
+async def test_connect_uses_the_configured_url(nats_server: NatsServer) -> None:
     url = nats_server.url
     config = Config(nats=NatsSettings(url=url))
     assert nats_url(config) == url

@@ -1,0 +1,79 @@
+"""``hotdesk run``: a service that is not written yet idles instead of crashing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import types
+
+import pytest
+
+from hotdesk_cli import runner
+from hotdesk_contracts.directory import Config, Desk, Directory, NatsSettings
+from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.directory import publish_directory
+from hotdesk_runtime.nats import connect, ensure_jetstream
+from tests.support.natsserver import NatsServer
+
+
+@pytest.fixture
+def fake_services(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    seen: dict[str, object] = {}
+
+    async def serve(ctx: ServiceContext) -> None:
+        seen["directory"] = ctx.directory
+        seen["name"] = ctx.name
+        await ctx.stopping.wait()
+
+    module = types.ModuleType("hotdesk_fake_service_main")
+    module.serve = serve  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "hotdesk_fake_service_main", module)
+    monkeypatch.setitem(runner.SERVICES, "ghost", "hotdesk_ghost_service.main")
+    monkeypatch.setitem(runner.SERVICES, "fake", "hotdesk_fake_service_main")
+    return seen
+
+
+def test_find_serve_tells_a_missing_service_from_a_written_one(
+    fake_services: dict[str, object],
+) -> None:
+    assert runner.find_serve("ghost") is None
+    assert runner.find_serve("fake") is not None
+    with pytest.raises(runner.UnknownService):
+        runner.find_serve("fax")
+
+
+async def stop_soon() -> None:
+    await asyncio.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def test_a_service_not_written_yet_idles_until_stopped(
+    own_nats_server: NatsServer,
+    fake_services: dict[str, object],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = Config(nats=NatsSettings(url=own_nats_server.url))
+    stopper = asyncio.create_task(stop_soon())
+    code = await asyncio.wait_for(runner.run_service("ghost", config, None), 30)
+    await stopper
+    assert code == 0
+    assert "service ghost is not implemented yet" in caplog.text
+
+
+async def test_a_service_gets_the_published_directory(
+    own_nats_server: NatsServer, fake_services: dict[str, object]
+) -> None:
+    config = Config(nats=NatsSettings(url=own_nats_server.url))
+    nc, js = await connect(config, initial_attempts=3)
+    await ensure_jetstream(js)
+    published = Directory(desks=[Desk(name="HD0009", mac="00" * 6, sip_password="x")])
+    await publish_directory(js, published)
+    await nc.close()
+    stopper = asyncio.create_task(stop_soon())
+    code = await asyncio.wait_for(runner.run_service("fake", config, None), 30)
+    await stopper
+    assert code == 0
+    assert fake_services["name"] == "fake"
+    assert fake_services["directory"] == published
