@@ -117,7 +117,11 @@ def up(
     config: ConfigOption = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Where state lives (NATS store, admin hash). [var]"),
+        typer.Option(
+            "--data-dir",
+            envvar="HOTDESK_DATA_DIR",
+            help="Where state lives (NATS store, admin hash). [default: var]",
+        ),
     ] = None,
 ) -> None:
     """Run everything on this machine: embedded NATS, every service, the demo without a config."""
