@@ -160,7 +160,9 @@ def run(
 
     telemetry = setup_telemetry(service, settings)
     try:
-        code = run_loop(run_service(service, loaded_config, path))
+        code = run_loop(
+            run_service(service, loaded_config, path, metrics_app=telemetry.metrics_app)
+        )
     finally:
         telemetry.shutdown()
     raise typer.Exit(code)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 from hotdesk_contracts.directory import Config
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.directory import load_directory, watch_directory
+from hotdesk_runtime.health import HealthServer
 from hotdesk_runtime.nats import connect, ensure_jetstream
 
 log = logging.getLogger("hotdesk.run")
@@ -69,8 +70,14 @@ def instance_id(service: str) -> str:
     return f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-async def run_service(service: str, config: Config, config_path: Path | None) -> int:
-    """Run one service until SIGINT/SIGTERM; returns the process exit code."""
+async def run_service(
+    service: str, config: Config, config_path: Path | None, *, metrics_app: Any | None = None
+) -> int:
+    """Run one service until SIGINT/SIGTERM; returns the process exit code.
+
+    With ``telemetry.health_port`` set, ``/healthz``, ``/readyz`` (NATS connected and
+    the service started) and ``/metrics`` are served on that port.
+    """
     serve = find_serve(service)
     nc, js = await connect(config, name=f"hotdesk-{service}")
     ctx = ServiceContext(
@@ -91,8 +98,18 @@ async def run_service(service: str, config: Config, config_path: Path | None) ->
     if published is not None:
         await ctx.set_directory(published)
     watcher = asyncio.create_task(watch_directory(ctx))
+    started = False
+    health: HealthServer | None = None
+    if config.telemetry.health_port:
+        health = HealthServer(
+            config.telemetry.health_port,
+            lambda: started and nc.is_connected and not ctx.stopping.is_set(),
+            metrics_app,
+        )
+        await health.start()
     code = 0
     try:
+        started = True
         if serve is None:
             log.warning(
                 f"service {service} is not implemented yet; idling until stopped",
@@ -107,6 +124,8 @@ async def run_service(service: str, config: Config, config_path: Path | None) ->
         code = 1
     finally:
         ctx.stopping.set()
+        if health is not None:
+            await health.stop()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher

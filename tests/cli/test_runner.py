@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import types
 
+import httpx
 import pytest
+from prometheus_client import make_asgi_app
 
 from hotdesk_cli import runner
-from hotdesk_contracts.directory import Config, Desk, Directory, NatsSettings
+from hotdesk_contracts.directory import Config, Desk, Directory, NatsSettings, TelemetrySettings
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.directory import publish_directory
 from hotdesk_runtime.nats import connect, ensure_jetstream
-from tests.support.natsserver import NatsServer
+from tests.support.natsserver import NatsServer, free_port
 
 
 @pytest.fixture
@@ -77,3 +80,29 @@ async def test_a_service_gets_the_published_directory(
     assert code == 0
     assert fake_services["name"] == "fake"
     assert fake_services["directory"] == published
+
+
+async def test_a_running_service_answers_health_readiness_and_metrics(
+    own_nats_server: NatsServer, fake_services: dict[str, object]
+) -> None:
+    port = free_port()
+    config = Config(
+        nats=NatsSettings(url=own_nats_server.url),
+        telemetry=TelemetrySettings(health_port=port),
+    )
+    run = asyncio.create_task(runner.run_service("fake", config, None, metrics_app=make_asgi_app()))
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        for _ in range(200):
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("never ready")
+        assert (await client.get("/healthz")).text == "ok\n"
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "# HELP" in metrics.text
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(run, 30) == 0
