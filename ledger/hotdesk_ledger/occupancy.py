@@ -37,7 +37,8 @@ class DeskOccupancy:
 
     def keys(self, event: LedgerEvent) -> Sequence[str]:
         """The desk a seating event happened at."""
-        if isinstance(event, LoggedIn | LoggedOut | Roamed):
+        # A tuple: isinstance over a union type is markedly slower on a replay's hot path.
+        if isinstance(event, (LoggedIn, LoggedOut, Roamed)):
             return [event.desk]
         return []
 
