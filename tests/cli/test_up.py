@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import signal
 import sys
 import uuid
@@ -20,20 +22,29 @@ from hotdesk_contracts.commands import LogIn
 from hotdesk_contracts.events import Cause, LoggedIn, LoggedOut, LogoutReason
 from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.store import EventStore
-from hotdesk_runtime.config import hash_secret
+from hotdesk_runtime.config import hash_secret, verify_secret
+from hotdesk_runtime.demo import ADMIN_HASH_FILE
+from hotdesk_runtime.directory import load_directory
 from tests.support.natsserver import free_port
 
 HOTDESK = [sys.executable, "-m", "hotdesk_cli"]
 
 
 def config_text(
-    nats_port: int, *, with_second_desk: bool = True, mac2: str = "001565aabbcd"
+    nats_port: int,
+    *,
+    with_second_desk: bool = True,
+    mac2: str = "001565aabbcd",
+    with_third_desk: bool = False,
 ) -> str:
     second = (
         f'[[desks]]\nname = "HD0002"\nmac = "{mac2}"\nsip_password = "s2"\n\n'
         if with_second_desk
         else ""
     )
+    if with_third_desk:
+        second += '[[desks]]\nname = "HD0003"\nmac = "001565aabbce"\nsip_password = "s3"\n\n'
+
     return f"""\
 [nats]
 embedded_port = {nats_port}
@@ -67,8 +78,13 @@ emergency = true
 class Up:
     """One ``hotdesk up`` child process, stopped with SIGINT like a Ctrl-C."""
 
-    def __init__(self, config: Path, data_dir: Path, log: Path) -> None:
-        self.argv = [*HOTDESK, "up", "--config", str(config), "--data-dir", str(data_dir)]
+    def __init__(
+        self, config: Path | None, data_dir: Path, log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.argv = [*HOTDESK, "up", "--data-dir", str(data_dir)]
+        if config is not None:
+            self.argv += ["--config", str(config)]
+        self.env = env
         self.log = log
         self.proc: asyncio.subprocess.Process | None = None
         self.output: list[str] = []
@@ -76,7 +92,7 @@ class Up:
     async def start(self) -> None:
         with self.log.open("ab") as err:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdout=asyncio.subprocess.PIPE, stderr=err
+                *self.argv, stdout=asyncio.subprocess.PIPE, stderr=err, env=self.env
             )
         assert self.proc.stdout is not None
         while True:
@@ -156,6 +172,20 @@ async def test_ledger_survives_restarts_and_reloads_are_validated(
         assert code == 0, out
         assert "removed desks logged out: HD0002" in out
         assert (await ledger.desk("HD0002")).user is None
+
+        # SIGHUP reloads too.
+        config.write_text(
+            config_text(port, with_second_desk=False, with_third_desk=True), encoding="utf-8"
+        )
+        assert up.proc is not None
+        up.proc.send_signal(signal.SIGHUP)
+        for _ in range(200):
+            directory = await load_directory(js)
+            if directory is not None and directory.desk("HD0003") is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("SIGHUP did not publish the new directory")
         await nc.close()
 
         assert await up.stop() == 0
@@ -173,6 +203,34 @@ async def test_ledger_survives_restarts_and_reloads_are_validated(
         assert info.state.messages == 2
         await nc.close()
         assert await up.stop() == 0
+    finally:
+        with contextlib.suppress(Exception):
+            await up.kill()
+
+
+async def test_demo_prints_the_generated_admin_password_on_first_start_only(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTDESK_")}
+    for key in ("NATS__EMBEDDED_PORT", "SIP__PORT", "ADMIN__PORT", "PROVISIONING__PORT"):
+        env[f"HOTDESK_{key}"] = str(free_port())
+    data_dir = tmp_path / "data"
+    up = Up(None, data_dir, tmp_path / "up.log", env)
+    try:
+        await up.start()
+        assert await up.stop() == 0
+        banner = "".join(up.output)
+        [password] = re.findall(r"Admin login:\s+admin / (\S+)", banner)
+        assert "HD0001" in banner
+        assert "100 Alice Archer (PIN 1000)" in banner
+        stored = (data_dir / ADMIN_HASH_FILE).read_text().strip()
+        assert verify_secret(stored, password)
+
+        up.output.clear()
+        await up.start()
+        assert await up.stop() == 0
+        assert "Admin login" not in "".join(up.output)
+        assert (data_dir / ADMIN_HASH_FILE).read_text().strip() == stored
     finally:
         with contextlib.suppress(Exception):
             await up.kill()
