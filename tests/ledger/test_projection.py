@@ -13,9 +13,15 @@ from hotdesk_contracts import subjects
 from hotdesk_contracts.events import Cause, LedgerEvent, LoggedIn, PinLockoutCleared
 from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.occupancy import DeskOccupancy, Occupancy
-from hotdesk_ledger.projection import Projection, ProjectionRunner, fold
+from hotdesk_ledger.projection import (
+    Projection,
+    ProjectionRunner,
+    fold,
+    stream_seq,
+    subject_matches,
+)
 from hotdesk_ledger.store import EventStore
-from tests.ledger.factories import at, log_in, log_out
+from tests.ledger.factories import at, log_in, log_out, pin_failure
 from tests.support.natsserver import NatsServer
 
 DESKS = [f"HD{n:04d}" for n in range(1, 11)]
@@ -34,20 +40,26 @@ async def ledger_fold(store: EventStore, projection: Projection[Occupancy]) -> d
     return fold(projection, [(s.seq, s.event) for s in stored])
 
 
-async def test_catch_up_writes_the_fold_of_the_ledger(js: JetStreamContext) -> None:
+@pytest.mark.parametrize("fast_pull", [True, False], ids=["lean-pull", "nats-py-pull"])
+async def test_catch_up_writes_the_fold_of_the_ledger(
+    js: JetStreamContext, fast_pull: bool
+) -> None:
     store = EventStore(js)
     await store.ensure_stream()
     ledger = Ledger(store)
     await seat_and_free(ledger, 2)
     await ledger.execute(log_in("HD0001", "777", now=at(9)))
+    await ledger.execute(pin_failure("777", "HD0001", now=at(9)))  # not a desk event
+    ledger_end = await store.last_seq()
     projection = DeskOccupancy()
-    runner = ProjectionRunner(js, projection, batch_size=7)
-    assert await runner.catch_up() == 2 * 2 * len(DESKS) + 1
+    runner = ProjectionRunner(js, projection, batch_size=7, fast_pull=fast_pull)
+    assert await runner.catch_up() == 2 * 2 * len(DESKS) + 2
     model = await runner.items()
     assert model == await ledger_fold(store, projection)
     assert model["HD0001"].user == "777"
     assert model["HD0001"].events == 5
-    assert await runner.checkpoint() == await store.last_seq()
+    assert await runner.checkpoint() == ledger_end
+    assert await store.last_seq() == ledger_end  # the runner never writes to the ledger
     await runner.stop()
 
 
@@ -72,15 +84,18 @@ class CrashingOccupancy(DeskOccupancy):
         return super().apply(key, current, event, seq)
 
 
+@pytest.mark.parametrize("fast_pull", [True, False], ids=["lean-pull", "nats-py-pull"])
 async def test_a_runner_dying_mid_batch_applies_nothing_twice_after_restart(
-    js: JetStreamContext,
+    js: JetStreamContext, fast_pull: bool
 ) -> None:
     store = EventStore(js)
     await store.ensure_stream()
     ledger = Ledger(store)
     await seat_and_free(ledger, 5)  # 100 events, 10 per desk
     crashing = CrashingOccupancy(crash_at=50)
-    first = ProjectionRunner(js, crashing, batch_size=100, write_concurrency=2, ack_wait=1.0)
+    first = ProjectionRunner(
+        js, crashing, batch_size=100, write_concurrency=2, ack_wait=1.0, fast_pull=fast_pull
+    )
     with pytest.raises(SimulatedCrash):
         await first.catch_up()
     await first.stop()
@@ -89,7 +104,9 @@ async def test_a_runner_dying_mid_batch_applies_nothing_twice_after_restart(
 
     await seat_and_free(ledger, 1, offset=5)  # more events behind the unacked batch
     projection = DeskOccupancy()
-    second = ProjectionRunner(js, projection, batch_size=100, write_concurrency=2, ack_wait=1.0)
+    second = ProjectionRunner(
+        js, projection, batch_size=100, write_concurrency=2, ack_wait=1.0, fast_pull=fast_pull
+    )
     async with asyncio.timeout(30):
         await second.catch_up()
     model = await second.items()
@@ -182,3 +199,21 @@ def test_fold_leaves_out_events_the_projection_has_no_key_for() -> None:
     assert fold(projection, [(1, cleared), (2, seated)]) == {
         "HD0001": Occupancy(desk="HD0001", user="100", since=at(1), events=1)
     }
+
+
+def test_subjects_match_like_nats_wildcards() -> None:
+    assert subject_matches("hotdesk.ledger.desk.HD0001", subjects.LEDGER_DESKS)
+    assert not subject_matches("hotdesk.ledger.user.100", subjects.LEDGER_DESKS)
+    assert subject_matches("hotdesk.ledger.user.100", subjects.LEDGER_ALL)
+    assert not subject_matches("hotdesk.ledger", subjects.LEDGER_ALL)
+    assert not subject_matches("hotdesk.ledger.desk.HD0001.x", subjects.LEDGER_DESKS)
+
+
+def test_the_stream_sequence_is_read_from_both_ack_subject_forms() -> None:
+    assert stream_seq("$JS.ACK.HOTDESK_LEDGER.projection-x.1.42.40.1795641989494706450.7") == 42
+    assert (
+        stream_seq("$JS.ACK.hub.ACCHASH.HOTDESK_LEDGER.projection-x.1.43.40.17956419894.7.tok")
+        == 43
+    )
+    with pytest.raises(ValueError, match="ack subject"):
+        stream_seq("hotdesk.ledger.desk.HD0001")
