@@ -187,7 +187,7 @@ class EventStore:
                 hdrs["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             try:
                 ack = await self.js.publish(
-                    subject, encode_event(event), stream=self.stream, headers=hdrs
+                    subject, encode_event(event), headers=hdrs
                 )
             except APIError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
