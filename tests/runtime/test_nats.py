@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nats
 import pytest
 from nats.js import JetStreamContext
 
@@ -63,3 +64,24 @@ async def test_connect_gives_up_after_the_given_attempts() -> None:
     config = Config(nats=NatsSettings(url=f"nats://127.0.0.1:{free_port()}"))
     with pytest.raises(NatsError, match="cannot reach NATS"):
         await connect(config, initial_attempts=2, reconnect_wait=0.1)
+
+
+async def test_a_connection_survives_a_server_restart(own_nats_server: NatsServer) -> None:
+    config = Config(nats=NatsSettings(url=own_nats_server.url))
+    nc, _ = await connect(config, reconnect_wait=0.1)
+    sub = await nc.subscribe("hotdesk.test.ping")
+    own_nats_server.restart()
+    # The client notices the restart only once its loop runs again: keep pinging
+    # until a message makes the round trip through the new server process.
+    for _ in range(100):
+        await nc.publish("hotdesk.test.ping", b"after restart")
+        try:
+            msg = await sub.next_msg(timeout=0.2)
+        except nats.errors.TimeoutError:
+            continue
+        assert msg.data == b"after restart"
+        break
+    else:
+        raise AssertionError("no round trip after the restart")
+    assert nc.stats["reconnects"] >= 1
+    await nc.close()
