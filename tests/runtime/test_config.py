@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,37 @@ def test_line_index_follows_tables_arrays_of_tables_and_dotted_keys() -> None:
 )
 def test_key_paths_round_trip(parts: list[str | int]) -> None:
     assert parse_path(format_path(parts)) == parts
+
+
+_NAMES = st.sampled_from(["sip", "nats", "desks", "extensions", "policy", "trunks"])
+_KEYS = st.lists(st.sampled_from(["a", "b", "port", "mac", "name"]), unique=True, max_size=3)
+
+
+@given(st.lists(st.tuples(st.booleans(), _NAMES, _KEYS), max_size=8))
+def test_line_index_finds_every_key_tomllib_reads(
+    blocks: list[tuple[bool, str, list[str]]],
+) -> None:
+    lines: list[str] = []
+    expected: dict[tuple[str | int, ...], int] = {}
+    arrays: dict[str, int] = {}
+    tables: set[str] = set()
+    for is_array, name, keys in blocks:
+        # TOML forbids mixing [x] and [[x]] or repeating [x]: skip such blocks.
+        if (is_array and name in tables) or (not is_array and (name in arrays or name in tables)):
+            continue
+        if is_array:
+            arrays[name] = arrays.get(name, -1) + 1
+            lines.append(f"[[{name}]]")
+            prefix: tuple[str | int, ...] = (name, arrays[name])
+        else:
+            tables.add(name)
+            lines.append(f"[{name}]")
+            prefix = (name,)
+        for key in keys:
+            lines.append(f"{key} = 1")
+            expected[(*prefix, key)] = len(lines)
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # the generated document is valid TOML
+    index = LineIndex(text)
+    for path, line in expected.items():
+        assert index.line_of(list(path)) == line, path
