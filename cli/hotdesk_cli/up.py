@@ -39,7 +39,7 @@ from .supervisor import ChildSpec, Supervisor
 
 log = logging.getLogger("hotdesk.up")
 
-RESOLVED_CONFIG_FILE = "resolved-config.json"
+RESOLVED_CONFIG_FILE = "resolved-config-{service}.json"
 READY_LINE = "hotdesk is up"
 """Printed last, once everything is started (scripts wait for it)."""
 
@@ -71,20 +71,38 @@ def plan(config_file: str | None, data_dir: Path, data_dir_given: bool) -> UpPla
     return UpPlan(loaded, data_dir, path is None, new_password)
 
 
-def write_resolved(config: Config, data_dir: Path) -> Path:
-    """The checked config, for the children (mode 0600: it holds SIP passwords)."""
+def service_config(config: Config, index: int) -> Config:
+    """The config of the ``index``-th child: per-process ports shifted by ``index``.
+
+    ``telemetry.health_port`` and ``telemetry.prometheus_port`` belong to one process;
+    on one machine the services take consecutive ports from the configured one (in the
+    order of ``hotdesk_cli.runner.SERVICES``) instead of fighting over it.
+    """
+    telemetry = config.telemetry
+    shifted = msgspec.structs.replace(
+        telemetry,
+        health_port=telemetry.health_port + index if telemetry.health_port else 0,
+        prometheus_port=telemetry.prometheus_port + index if telemetry.prometheus_port else 0,
+    )
+    return msgspec.structs.replace(config, telemetry=shifted)
+
+
+def write_resolved(config: Config, data_dir: Path, service: str) -> Path:
+    """The checked config for one child (mode 0600: it holds SIP passwords)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / RESOLVED_CONFIG_FILE
+    path = data_dir / RESOLVED_CONFIG_FILE.format(service=service)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(msgspec.json.encode(config))
     return path
 
 
-def child_specs(resolved: Path, config_path: Path | None) -> list[ChildSpec]:
+def child_specs(config: Config, data_dir: Path, config_path: Path | None) -> list[ChildSpec]:
+    """One ``hotdesk run <service>`` child per service."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     specs = []
-    for service in SERVICES:
+    for index, service in enumerate(SERVICES):
+        resolved = write_resolved(service_config(config, index), data_dir, service)
         argv = [sys.executable, "-m", "hotdesk_cli", "run", service]
         argv += ["--resolved-config", str(resolved)]
         if config_path is not None:
@@ -150,13 +168,19 @@ async def _up(up: UpPlan, console: Console, embedded: EmbeddedNats | None) -> No
             for problem in reply.problems:
                 console.print(f"  {escape(str(problem.problem()))}", soft_wrap=True)
 
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_hup()))
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(reload_on_hup())
+        reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await ensure_jetstream(js, config.nats.replicas)
         await owner.publish()
         await owner.serve_reload_requests()
-        resolved = write_resolved(config, up.data_dir)
-        supervisor = Supervisor(child_specs(resolved, up.loaded.path))
+        supervisor = Supervisor(child_specs(config, up.data_dir, up.loaded.path))
         run = asyncio.create_task(supervisor.run(stopping))
         print_banner(console, up)
         await run
