@@ -136,7 +136,7 @@ class BusProjectionRunner(Generic[T, E]):
             except NatsTimeout:
                 continue
             for msg in msgs:
-                applied += await self._apply_one(stream, msg.metadata.sequence.stream, msg.data)
+                applied += await self.apply_delivery(stream, msg.metadata.sequence.stream, msg.data)
                 await msg.ack()
         return applied
 
@@ -168,7 +168,8 @@ class BusProjectionRunner(Generic[T, E]):
                     await asyncio.wait_for(stopping.wait(), 0.5)
         await self.stop()
 
-    async def _apply_one(self, stream: str, seq: int, data: bytes) -> int:
+    async def apply_delivery(self, stream: str, seq: int, data: bytes) -> int:
+        """Apply one delivered message (stream sequence ``seq``); 0 if skipped."""
         try:
             event = self._decoder.decode(data)
         except msgspec.DecodeError:

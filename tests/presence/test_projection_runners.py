@@ -1,0 +1,108 @@
+"""The presence read models on a real nats-server: redelivery and restarts never
+apply an event twice, and a rebuild gives the same read model."""
+
+from __future__ import annotations
+
+import msgspec
+from nats.js import JetStreamContext
+
+from hotdesk_contracts import streams, subjects
+from hotdesk_contracts.messages import CallPhase
+from hotdesk_ledger.projection import ProjectionRunner, fold
+from hotdesk_ledger.store import EventStore, stream_config
+from hotdesk_presence.projections import (
+    BlfStates,
+    BusProjectionRunner,
+    DeskSeats,
+    DeskStatusFold,
+    History,
+    UserDirectory,
+)
+from tests.presence.factories import call_state, logged_in, logged_out, registration, reprovision
+
+
+async def seed_ledger(js: JetStreamContext) -> EventStore:
+    store = EventStore(js)
+    await store.ensure_stream()
+    for i in range(5):
+        desk = f"HD000{i + 1}"
+        await store.append(subjects.desk_ledger(desk), [logged_in(desk, f"10{i}", i)], None)
+    await store.append(subjects.desk_ledger("HD0001"), [logged_out("HD0001", "100", 9)], None)
+    return store
+
+
+async def test_ledger_projections_restart_without_double_applying_and_rebuild_the_same(
+    js: JetStreamContext,
+) -> None:
+    store = await seed_ledger(js)
+    stored = await store.read(subjects.LEDGER_ALL)
+    pairs = [(s.seq, s.event) for s in stored]
+    for projection in (DeskSeats(), UserDirectory(), History()):
+        runner = ProjectionRunner(js, projection)  # type: ignore[var-type]
+        await runner.catch_up()
+        first = await runner.items()
+        await runner.stop()
+        # A restarted replica with the same durable consumer finds nothing new to apply.
+        again = ProjectionRunner(js, projection)  # type: ignore[var-type]
+        assert await again.catch_up() == 0
+        assert await again.items() == first
+        assert first == fold(projection, pairs)  # type: ignore[arg-type]
+        await again.rebuild()
+        assert await again.items() == first
+        await again.stop()
+    history = ProjectionRunner(js, History())
+    log = await history.get("desk.HD0001")
+    assert log is not None
+    assert [e.type for e in log.entries] == ["LoggedIn", "LoggedOut"]
+    await history.stop()
+
+
+async def test_bus_folds_skip_redelivered_events_and_survive_a_restart(
+    js: JetStreamContext,
+) -> None:
+    await js.add_stream(stream_config(streams.EDGE))
+    await js.add_stream(stream_config(streams.PROVISIONING))
+    await js.publish(
+        subjects.edge_registration("HD0001", "registered"),
+        msgspec.json.encode(registration("HD0001")),
+    )
+    await js.publish(
+        subjects.provisioning_event("HD0001"), msgspec.json.encode(reprovision("HD0001"))
+    )
+    for phase in (CallPhase.RINGING, CallPhase.ANSWERED):
+        await js.publish(
+            subjects.edge_call_state("100"),
+            msgspec.json.encode(call_state("c1", phase, "101", "100")),
+        )
+    status = BusProjectionRunner(js, DeskStatusFold())
+    assert await status.catch_up() == 2
+    desk = await status.get("HD0001")
+    assert desk is not None
+    assert desk.online
+    assert desk.reprovision == "confirmed"
+
+    blf = BusProjectionRunner(js, BlfStates())
+    await blf.catch_up()
+    lamp = await blf.get("100")
+    assert lamp is not None
+    assert (lamp.state, lamp.version) == ("confirmed", 2)
+    # The same deliveries again (as after a crash before the ack) change nothing.
+    sub = await js.pull_subscribe(subjects.EDGE_CALL_STATE_ALL, stream=streams.EDGE.name)
+    for msg in await sub.fetch(2, timeout=2):
+        await blf.apply_delivery(streams.EDGE.name, msg.metadata.sequence.stream, msg.data)
+    lamp = await blf.get("100")
+    assert lamp is not None
+    assert lamp.version == 2
+    await blf.stop()
+    # A restarted replica picks up where the durable consumer stopped.
+    await js.publish(
+        subjects.edge_call_state("100"),
+        msgspec.json.encode(call_state("c1", CallPhase.ENDED, "101", "100")),
+    )
+    restarted = BusProjectionRunner(js, BlfStates())
+    assert await restarted.catch_up() == 1
+    lamp = await restarted.get("100")
+    assert lamp is not None
+    assert (lamp.state, lamp.version) == ("terminated", 3)
+    await restarted.stop()
+    await status.stop()
