@@ -142,6 +142,14 @@ def up(
 def run(
     service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")],
     config: ConfigOption = None,
+    own_directory: Annotated[
+        bool,
+        typer.Option(
+            "--own-directory",
+            envvar="HOTDESK_OWN_DIRECTORY",
+            help="Publish this config file's directory and answer reloads (without `up`).",
+        ),
+    ] = False,
     resolved_config: Annotated[Path | None, typer.Option("--resolved-config", hidden=True)] = None,
 ) -> None:
     """Run one service (what ``hotdesk up`` starts for each, and what a container runs)."""
@@ -161,7 +169,13 @@ def run(
     telemetry = setup_telemetry(service, settings)
     try:
         code = run_loop(
-            run_service(service, loaded_config, path, metrics_app=telemetry.metrics_app)
+            run_service(
+                service,
+                loaded_config,
+                path,
+                metrics_app=telemetry.metrics_app,
+                own_directory=own_directory,
+            )
         )
     finally:
         telemetry.shutdown()

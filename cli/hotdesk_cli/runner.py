@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 
 from hotdesk_contracts.directory import Config
 from hotdesk_runtime.context import ServiceContext
-from hotdesk_runtime.directory import load_directory, watch_directory
+from hotdesk_runtime.directory import DirectoryOwner, load_directory, watch_directory
 from hotdesk_runtime.health import HealthServer
 from hotdesk_runtime.nats import connect, ensure_jetstream
 
@@ -71,12 +71,19 @@ def instance_id(service: str) -> str:
 
 
 async def run_service(
-    service: str, config: Config, config_path: Path | None, *, metrics_app: Any | None = None
+    service: str,
+    config: Config,
+    config_path: Path | None,
+    *,
+    metrics_app: Any | None = None,
+    own_directory: bool = False,
 ) -> int:
     """Run one service until SIGINT/SIGTERM; returns the process exit code.
 
     With ``telemetry.health_port`` set, ``/healthz``, ``/readyz`` (NATS connected and
-    the service started) and ``/metrics`` are served on that port.
+    the service started) and ``/metrics`` are served on that port. With
+    ``own_directory`` (deployments without ``hotdesk up``), this process publishes the
+    directory of its config file and answers reloads (``hotdesk reload``, SIGHUP).
     """
     serve = find_serve(service)
     nc, js = await connect(config, name=f"hotdesk-{service}")
@@ -94,6 +101,9 @@ async def run_service(
         loop.add_signal_handler(signum, ctx.stopping.set)
     # Any process may be the first on a fresh cluster (containers start in any order).
     await ensure_jetstream(js, config.nats.replicas)
+    owner: DirectoryOwner | None = None
+    if own_directory and config_path is not None:
+        owner = await _own_directory(ctx, config_path)
     published = await load_directory(js)
     if published is not None:
         await ctx.set_directory(published)
@@ -124,6 +134,9 @@ async def run_service(
         code = 1
     finally:
         ctx.stopping.set()
+        if owner is not None:
+            loop.remove_signal_handler(signal.SIGHUP)
+            await owner.stop()
         if health is not None:
             await health.stop()
         watcher.cancel()
@@ -132,6 +145,26 @@ async def run_service(
         with contextlib.suppress(Exception):
             await nc.drain()
     return code
+
+
+async def _own_directory(ctx: ServiceContext, config_path: Path) -> DirectoryOwner:
+    from .desk_removal import logout_removed_desk
+
+    owner = DirectoryOwner(
+        ctx.js, ctx.nc, ctx.config, config_path, on_desk_removed=logout_removed_desk(ctx.js)
+    )
+    await owner.publish()
+    await owner.serve_reload_requests()
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(owner.reload())
+        reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    return owner
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:

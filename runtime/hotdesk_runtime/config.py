@@ -39,7 +39,9 @@ CONFIG_ENV = "HOTDESK_CONFIG"
 """The variable naming the config file when ``--config`` is not given."""
 
 # Variables of the CLI itself that share the prefix but are not config keys.
-_NOT_CONFIG_KEYS = frozenset({"HOTDESK_CONFIG", "HOTDESK_TOKEN", "HOTDESK_DATA_DIR"})
+_NOT_CONFIG_KEYS = frozenset(
+    {"HOTDESK_CONFIG", "HOTDESK_TOKEN", "HOTDESK_DATA_DIR", "HOTDESK_OWN_DIRECTORY"}
+)
 
 Severity = Literal["error", "warning"]
 PathPart = str | int

@@ -41,6 +41,9 @@ log = logging.getLogger("hotdesk.directory")
 DIRECTORY_KEY = "current"
 """The one key of the directory bucket holding the current directory."""
 
+OWNERS_QUEUE = "hotdesk-directory-owners"
+"""Queue group of the processes answering reload requests."""
+
 DeskRemovedHook = Callable[[str], Awaitable[None]]
 """Called with a desk's name after a reload removed it from the directory."""
 
@@ -221,15 +224,19 @@ class DirectoryOwner:
             # One failing logout must not stop the others; the reload itself succeeded.
             log.exception("logging out a removed desk failed", extra={"desk": desk})
 
-    async def serve_reload_requests(self) -> None:
-        """Answer ``hotdesk reload`` requests on :data:`subjects.DIRECTORY_RELOAD`."""
+    async def serve_reload_requests(self, queue: str = OWNERS_QUEUE) -> None:
+        """Answer ``hotdesk reload`` requests on :data:`subjects.DIRECTORY_RELOAD`.
+
+        Owners share a queue group, so with several replicas owning the same file each
+        request is handled (and each removed desk logged out) by exactly one of them.
+        """
 
         async def handle(msg: Msg) -> None:
             reply = await self.reload()
             if msg.reply:
                 await msg.respond(msgspec.json.encode(reply))
 
-        self._sub = await self.nc.subscribe(subjects.DIRECTORY_RELOAD, cb=handle)
+        self._sub = await self.nc.subscribe(subjects.DIRECTORY_RELOAD, queue=queue, cb=handle)
 
     async def stop(self) -> None:
         if self._sub is not None:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import types
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,8 +16,9 @@ from prometheus_client import make_asgi_app
 
 from hotdesk_cli import runner
 from hotdesk_contracts.directory import Config, Desk, Directory, NatsSettings, TelemetrySettings
+from hotdesk_runtime.config import load_config
 from hotdesk_runtime.context import ServiceContext
-from hotdesk_runtime.directory import publish_directory
+from hotdesk_runtime.directory import load_directory, publish_directory, request_reload
 from hotdesk_runtime.nats import connect, ensure_jetstream
 from tests.support.natsserver import NatsServer, free_port
 
@@ -104,5 +106,33 @@ async def test_a_running_service_answers_health_readiness_and_metrics(
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
         assert "# HELP" in metrics.text
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(run, 30) == 0
+
+
+async def test_a_service_owning_the_directory_publishes_it_and_answers_reloads(
+    own_nats_server: NatsServer, fake_services: dict[str, object], tmp_path: Path
+) -> None:
+    path = tmp_path / "hotdesk.toml"
+    path.write_text(
+        '[[desks]]\nname = "HD0007"\nmac = "001565000007"\nsip_password = "x"\n\n'
+        f'[nats]\nurl = "{own_nats_server.url}"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path, env={}).config
+    run = asyncio.create_task(runner.run_service("fake", config, path, own_directory=True))
+    nc, js = await connect(config, initial_attempts=3)
+    for _ in range(200):
+        with contextlib.suppress(Exception):
+            reply = await request_reload(nc, timeout=0.5)
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("no owner answered")
+    assert reply.ok
+    directory = await load_directory(js)
+    assert directory is not None
+    assert [d.name for d in directory.desks] == ["HD0007"]
+    await nc.close()
     os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(run, 30) == 0
