@@ -1,0 +1,107 @@
+"""Reading the presence read models from their KV buckets (an adapter)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+from hotdesk_contracts import streams
+
+from .projections import (
+    DESK_STATUS_BUCKET,
+    BlfState,
+    BusStored,
+    DeskSeat,
+    DeskStatus,
+    HistoryLog,
+    UserRecord,
+)
+
+T = TypeVar("T")
+
+
+class _LedgerStored(msgspec.Struct):
+    applied_seq: int
+    value: Any = None
+
+
+async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+    """The bucket, created (history 1) when it does not exist yet."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(js_api.KeyValueConfig(bucket=bucket, history=1))
+
+
+class ReadModels:
+    """The desks, desk status, users, history and BLF buckets, decoded."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self._buckets: dict[str, KeyValue] = {}
+
+    async def bucket(self, name: str) -> KeyValue:
+        """An open bucket, cached."""
+        if name not in self._buckets:
+            self._buckets[name] = await open_bucket(self.js, name)
+        return self._buckets[name]
+
+    async def _all(self, bucket: str, value_type: type[T], bus: bool) -> dict[str, T]:
+        kv = await self.bucket(bucket)
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return {}
+        out: dict[str, T] = {}
+        for key in keys:
+            value = await self._get(kv, key, value_type, bus)
+            if value is not None:
+                out[key] = value
+        return out
+
+    async def _get(self, kv: KeyValue, key: str, value_type: type[T], bus: bool) -> T | None:
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        if bus:
+            stored: BusStored[T] = msgspec.json.decode(entry.value, type=BusStored[value_type])  # type: ignore[valid-type]
+            return stored.value
+        raw = msgspec.json.decode(entry.value, type=_LedgerStored)
+        return None if raw.value is None else msgspec.convert(raw.value, value_type)
+
+    async def seats(self) -> dict[str, DeskSeat]:
+        """Desk name -> seat."""
+        return await self._all(streams.DESKS.bucket, DeskSeat, bus=False)
+
+    async def seat(self, desk: str) -> DeskSeat | None:
+        """One desk's seat."""
+        return await self._get(await self.bucket(streams.DESKS.bucket), desk, DeskSeat, False)
+
+    async def statuses(self) -> dict[str, DeskStatus]:
+        """Desk name -> phone status."""
+        return await self._all(DESK_STATUS_BUCKET, DeskStatus, bus=True)
+
+    async def status(self, desk: str) -> DeskStatus | None:
+        """One desk's phone status."""
+        return await self._get(await self.bucket(DESK_STATUS_BUCKET), desk, DeskStatus, True)
+
+    async def users(self) -> dict[str, UserRecord]:
+        """Extension -> user record."""
+        return await self._all(streams.USERS.bucket, UserRecord, bus=False)
+
+    async def history(self, key: str) -> HistoryLog:
+        """A desk's (``desk.<desk>``) or user's (``user.<ext>``) history."""
+        kv = await self.bucket(streams.HISTORY.bucket)
+        return await self._get(kv, key, HistoryLog, False) or HistoryLog()
+
+    async def blf(self, ext: str) -> BlfState | None:
+        """An extension's lamp."""
+        return await self._get(await self.bucket(streams.BLF.bucket), ext, BlfState, True)
