@@ -130,6 +130,17 @@ class CheckSyncResult(_BusEvent, frozen=True, tag="CheckSyncResult"):
     contacts: int
 
 
+class ConfigServed(_BusEvent, frozen=True, tag="ConfigServed"):
+    """A provisioning server replica served a desk's config file at ``config_version``.
+
+    Published on core NATS (not stored) so the replica tracking that desk's reprovision
+    learns of a fetch that another replica answered."""
+
+    desk: str
+    config_version: str
+    filename: str
+
+
 class UnknownDeviceSeen(_BusEvent, frozen=True, tag="UnknownDeviceSeen"):
     """A phone asked the provisioning server for a file it has no desk for."""
 

@@ -99,6 +99,16 @@ def provisioning_event(desk: str) -> str:
 
 PROVISIONING_UNKNOWN_DEVICE = f"{PROVISIONING_PREFIX}.unknown-device"
 
+SERVED_PREFIX = "hotdesk.served"
+SERVED_ALL = f"{SERVED_PREFIX}.*"
+"""Core NATS (outside the provisioning stream): config files served, per desk."""
+
+
+def config_served(desk: str) -> str:
+    """A provisioning replica served a config file to ``desk``."""
+    return f"{SERVED_PREFIX}.{token(desk)}"
+
+
 # --- admin requests -------------------------------------------------------------------
 DIRECTORY_RELOAD = "hotdesk.directory.reload"
 """Request: ask every service to reload the directory from its file."""
