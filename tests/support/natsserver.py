@@ -109,9 +109,12 @@ class ContainerNats:
     """testcontainers' NATS container with JetStream (used where Docker answers)."""
 
     def __init__(self) -> None:
-        from testcontainers.nats import NatsContainer  # type: ignore[import-untyped]
+        try:
+            from testcontainers.community.nats import NatsContainer
+        except ImportError:
+            from testcontainers.nats import NatsContainer
 
-        self._c = NatsContainer().with_command("-js")
+        self._c = NatsContainer(image="nats:2.10-alpine", jetstream=True)
         self._c.start()
         self.url = self._c.nats_uri()
 
