@@ -11,6 +11,7 @@ in each NOTIFY (RFC 4235 section 4.1).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import msgspec
 
@@ -56,6 +57,8 @@ class BlfState(msgspec.Struct, frozen=True, kw_only=True):
     remote: str = ""
     active: list[BlfDialog] = []
     """Dialogs not yet terminated (a user may hold one call and take another)."""
+    changed_at: datetime | None = None
+    """When the last call-state change happened (auto-logout's idle clock)."""
 
 
 def _side(event: CallStateChanged, key: str) -> BlfDialog:
@@ -108,4 +111,5 @@ class BlfStates:
             remote_tag=shown.remote_tag,
             remote=shown.remote,
             active=active,
+            changed_at=event.at,
         )
