@@ -135,7 +135,13 @@ def up(
         fail("the configuration has errors; nothing was started")
     settings = loaded.loaded.config.telemetry
     setup_logging("supervisor", level=settings.log_level, fmt=settings.log_format)
-    raise typer.Exit(run_up(loaded, console))
+    from hotdesk_runtime.nats import NatsError
+
+    try:
+        code = run_up(loaded, console)
+    except NatsError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
 
 
 @app.command()

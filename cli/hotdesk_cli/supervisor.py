@@ -17,6 +17,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hotdesk_runtime.process import die_with_parent
+
 log = logging.getLogger("hotdesk.supervisor")
 
 
@@ -69,6 +71,7 @@ class Supervisor:
                     *spec.argv,
                     env=dict(spec.env) if spec.env is not None else None,
                     start_new_session=True,
+                    preexec_fn=die_with_parent(),
                 )
             except OSError as exc:
                 log.error("cannot start service", extra={"service": spec.name, "error": str(exc)})

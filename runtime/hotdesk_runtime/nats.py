@@ -31,6 +31,8 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from hotdesk_contracts import streams
 from hotdesk_contracts.directory import Config
 
+from .process import die_with_parent
+
 log = logging.getLogger("hotdesk.nats")
 
 EMBEDDED_HOST = "127.0.0.1"
@@ -54,6 +56,17 @@ def nats_server_binary() -> str:
 def nats_url(config: Config) -> str:
     """The URL services connect to: ``nats.url`` or the embedded server's."""
     return config.nats.url or f"nats://{EMBEDDED_HOST}:{config.nats.embedded_port}"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        # Like the server itself: a port in TIME_WAIT after our own restart is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((EMBEDDED_HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 class EmbeddedNats:
@@ -101,11 +114,18 @@ class EmbeddedNats:
     def start(self, timeout: float = 20.0) -> None:
         """Start the server and wait until it accepts connections (blocking)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not _port_free(self.port):
+            # Connecting would otherwise "succeed" against whatever holds the port.
+            raise NatsError(
+                f"port {self.port} on {EMBEDDED_HOST} is in use: set nats.embedded_port "
+                "to a free port, or nats.url to use that server"
+            )
         self.proc = subprocess.Popen(
             self.command(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us last
+            preexec_fn=die_with_parent(),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -155,3 +155,14 @@ def test_commands_needing_nats_fail_clearly_without_it(monkeypatch: pytest.Monke
     result = runner.invoke(app, ["reload"])
     assert result.exit_code == 2
     assert "cannot reach NATS" in result.output
+
+
+def test_up_fails_clearly_when_the_embedded_port_is_taken(
+    tmp_path: Path, own_nats_server: NatsServer
+) -> None:
+    text = GOOD + f"\n[nats]\nembedded_port = {own_nats_server.port}\n"
+    result = runner.invoke(
+        app, ["up", "--config", str(write(tmp_path, text)), "--data-dir", str(tmp_path / "d")]
+    )
+    assert result.exit_code == 1
+    assert "is in use" in result.output

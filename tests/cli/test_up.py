@@ -234,3 +234,23 @@ async def test_demo_prints_the_generated_admin_password_on_first_start_only(
     finally:
         with contextlib.suppress(Exception):
             await up.kill()
+
+
+async def test_nothing_outlives_a_killed_supervisor(
+    workspace: tuple[Path, Path, int], tmp_path: Path
+) -> None:
+    config, data_dir, port = workspace
+    up = Up(config, data_dir, tmp_path / "up.log")
+    try:
+        await up.start()
+    finally:
+        await up.kill()
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            break
+        writer.close()
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the embedded nats-server outlived its supervisor")
