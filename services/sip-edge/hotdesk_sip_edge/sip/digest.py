@@ -1,0 +1,176 @@
+"""HTTP digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760).
+
+Nonces are stateless: ``<timestamp>.<HMAC(secret, timestamp)>``, so any edge replica
+sharing the secret can verify a nonce another one issued, and a nonce older than its
+lifetime is answered with ``stale=true`` (RFC 7616 §3.3) so the phone retries with the
+fresh nonce without asking its user for a password.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .headers import HeaderError, parse_auth, quote
+
+ALGORITHMS = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
+
+
+class DigestError(ValueError):
+    """The Authorization header is not a usable digest response."""
+
+
+class NonceState(enum.Enum):
+    """What a received nonce turned out to be."""
+
+    VALID = "valid"
+    STALE = "stale"
+    """Issued by us but older than the lifetime: challenge again with ``stale=true``."""
+    INVALID = "invalid"
+    """Not issued by us (or tampered with)."""
+
+
+def _mac(secret: bytes, stamp: str) -> str:
+    digest = hmac.new(secret, stamp.encode("ascii"), hashlib.sha256).digest()[:18]
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def make_nonce(secret: bytes, now: float) -> str:
+    """A nonce for time ``now`` (seconds since the epoch)."""
+    stamp = format(int(now), "x")
+    return f"{stamp}.{_mac(secret, stamp)}"
+
+
+def check_nonce(secret: bytes, nonce: str, now: float, lifetime: float) -> NonceState:
+    """Whether ``nonce`` was issued with ``secret`` and is younger than ``lifetime``."""
+    stamp, dot, mac = nonce.partition(".")
+    if not dot or not stamp or len(stamp) > 12:
+        return NonceState.INVALID
+    try:
+        issued = int(stamp, 16)
+    except ValueError:
+        return NonceState.INVALID
+    if not hmac.compare_digest(mac.encode("ascii", "replace"), _mac(secret, stamp).encode()):
+        return NonceState.INVALID
+    if issued > now + 5 or now - issued > lifetime:
+        return NonceState.STALE
+    return NonceState.VALID
+
+
+def challenge(realm: str, nonce: str, algorithm: str = "MD5", *, stale: bool = False) -> str:
+    """A ``WWW-Authenticate``/``Proxy-Authenticate`` value offering qop=auth."""
+    value = f'Digest realm={quote(realm)}, nonce={quote(nonce)}, algorithm={algorithm}, qop="auth"'
+    return value + (", stale=true" if stale else "")
+
+
+@dataclass(frozen=True, slots=True)
+class DigestResponse:
+    """The parameters of an ``Authorization``/``Proxy-Authorization`` digest."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str = "MD5"
+    qop: str | None = None
+    nc: str | None = None
+    cnonce: str | None = None
+    opaque: str | None = None
+
+
+def parse_authorization(value: str) -> DigestResponse:
+    """Parse a digest credentials header value; :class:`DigestError` if unusable
+    (another scheme, a missing parameter, an unknown algorithm or qop)."""
+    try:
+        scheme, params = parse_auth(value)
+    except HeaderError as exc:
+        raise DigestError(str(exc)) from exc
+    if scheme.lower() != "digest":
+        raise DigestError(f"unsupported authentication scheme {scheme[:20]!r}")
+    for name in ("username", "realm", "nonce", "uri", "response"):
+        if name not in params:
+            raise DigestError(f"digest parameter {name!r} missing")
+    algorithm = params.get("algorithm", "MD5")
+    canonical = {a.upper(): a for a in ALGORITHMS}.get(algorithm.upper())
+    if canonical is None:
+        raise DigestError(f"unsupported digest algorithm {algorithm[:20]!r}")
+    qop = params.get("qop")
+    if qop is not None:
+        if qop.lower() != "auth":
+            raise DigestError(f"unsupported qop {qop[:20]!r}")
+        nc = params.get("nc", "")
+        if len(nc) != 8 or any(ch not in "0123456789abcdefABCDEF" for ch in nc):
+            raise DigestError("qop=auth needs an 8-digit hex nc")
+        if not params.get("cnonce"):
+            raise DigestError("qop=auth needs a cnonce")
+    return DigestResponse(
+        username=params["username"],
+        realm=params["realm"],
+        nonce=params["nonce"],
+        uri=params["uri"],
+        response=params["response"],
+        algorithm=canonical,
+        qop=qop.lower() if qop else None,
+        nc=params.get("nc"),
+        cnonce=params.get("cnonce"),
+        opaque=params.get("opaque"),
+    )
+
+
+def _hash(algorithm: str, text: str) -> str:
+    data = text.encode("utf-8")
+    if algorithm.upper().startswith("SHA-256"):
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def expected_response(creds: DigestResponse, method: str, password: str) -> str:
+    """The ``response`` value a client knowing ``password`` would send (RFC 7616 §3.4.1).
+
+    ``uri`` is taken from the credentials as sent: SIPp puts the server address there
+    rather than the Request-URI, and Kamailio and Asterisk accept that too.
+    """
+    algo = creds.algorithm
+    ha1 = _hash(algo, f"{creds.username}:{creds.realm}:{password}")
+    if algo.lower().endswith("-sess"):
+        ha1 = _hash(algo, f"{ha1}:{creds.nonce}:{creds.cnonce or ''}")
+    ha2 = _hash(algo, f"{method}:{creds.uri}")
+    if creds.qop == "auth":
+        return _hash(algo, f"{ha1}:{creds.nonce}:{creds.nc}:{creds.cnonce}:{creds.qop}:{ha2}")
+    return _hash(algo, f"{ha1}:{creds.nonce}:{ha2}")
+
+
+def verify(creds: DigestResponse, method: str, password: str) -> bool:
+    """Whether ``creds`` prove knowledge of ``password``; constant-time compare."""
+    expected = expected_response(creds, method, password)
+    return hmac.compare_digest(expected.encode(), creds.response.lower().encode("utf-8", "replace"))
+
+
+class NonceCounts:
+    """Highest nonce-count seen per nonce, to refuse replays (RFC 7616 §3.4).
+
+    Bounded: the oldest nonces are forgotten first, which is safe because they
+    also expire. Local to one edge replica; a replayed nc at another replica is
+    still limited by the nonce lifetime.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._capacity = capacity
+
+    def accept(self, nonce: str, nc: str | None) -> bool:
+        """Record ``nc`` for ``nonce``; False when it is not above the last one seen."""
+        count = int(nc, 16) if nc else 0
+        last = self._seen.get(nonce)
+        if last is not None and count <= last:
+            return False
+        self._seen[nonce] = count
+        self._seen.move_to_end(nonce)
+        while len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+        return True
