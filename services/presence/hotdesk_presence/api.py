@@ -110,6 +110,44 @@ class Login(BaseModel):
     password: str
 
 
+async def principal(request: Request) -> Principal:
+    """The authenticated caller, or a 401 problem; a session acting without its CSRF
+    token is refused with 403."""
+    deps: AdminDeps = request.app.state.deps
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Problem(401, "Unauthorized", "use 'Authorization: Bearer <token>'")
+        try:
+            return check_token(deps.directory().api_tokens, token.strip())
+        except AuthError as exc:
+            raise Problem(401, "Unauthorized", str(exc)) from exc
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise Problem(401, "Unauthorized", "sign in or send an API token")
+    try:
+        who = deps.signer.check(cookie, deps.clock())
+    except AuthError as exc:
+        raise Problem(401, "Unauthorized", str(exc)) from exc
+    if request.method not in _SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or sent != who.csrf or request.cookies.get(CSRF_COOKIE) != sent:
+            raise Problem(403, "Forbidden", f"missing or wrong {CSRF_HEADER} header")
+    return who
+
+
+async def actor(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The caller, if allowed to act (role ``admin``); otherwise a 403 problem."""
+    if not who.can_act:
+        raise Problem(403, "Forbidden", f"{who.name} is a viewer and may not act")
+    return who
+
+
+Who = Annotated[Principal, Depends(principal)]
+Actor = Annotated[Principal, Depends(actor)]
+
+
 def create_app(deps: AdminDeps) -> FastAPI:
     """The admin API and console as an ASGI app."""
     app = FastAPI(
@@ -119,6 +157,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
+    app.state.deps = deps
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
@@ -143,40 +182,8 @@ def create_app(deps: AdminDeps) -> FastAPI:
             422, "Unprocessable Content", detail, request.url.path, extra={"errors": errors}
         )
 
-    # --- authentication -------------------------------------------------------------
     def admins() -> list[AdminUser]:
         return [*deps.directory().admins, *deps.extra_admins]
-
-    async def principal(request: Request) -> Principal:
-        header = request.headers.get("Authorization", "")
-        if header:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Problem(401, "Unauthorized", "use 'Authorization: Bearer <token>'")
-            try:
-                return check_token(deps.directory().api_tokens, token.strip())
-            except AuthError as exc:
-                raise Problem(401, "Unauthorized", str(exc)) from exc
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if not cookie:
-            raise Problem(401, "Unauthorized", "sign in or send an API token")
-        try:
-            who = deps.signer.check(cookie, deps.clock())
-        except AuthError as exc:
-            raise Problem(401, "Unauthorized", str(exc)) from exc
-        if request.method not in _SAFE_METHODS:
-            sent = request.headers.get(CSRF_HEADER, "")
-            if not sent or sent != who.csrf or request.cookies.get(CSRF_COOKIE) != sent:
-                raise Problem(403, "Forbidden", f"missing or wrong {CSRF_HEADER} header")
-        return who
-
-    async def actor(who: Annotated[Principal, Depends(principal)]) -> Principal:
-        if not who.can_act:
-            raise Problem(403, "Forbidden", f"{who.name} is a viewer and may not act")
-        return who
-
-    Who = Annotated[Principal, Depends(principal)]
-    Actor = Annotated[Principal, Depends(actor)]
 
     @app.post("/api/v1/session", tags=["session"])
     async def sign_in(body: Login) -> Response:

@@ -30,6 +30,7 @@ from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.projection import ProjectionRunner
 from hotdesk_ledger.store import EventStore
 from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.nats import ensure_jetstream
 
 from .api import AdminDeps, create_app
 from .auth import SessionSigner, first_admin, session_key
@@ -128,8 +129,11 @@ async def caught_up(runners: list[Any]) -> None:
         await runner.catch_up()
 
 
-async def build(js: JetStreamContext, directory: Callable[[], Directory]) -> dict[str, Any]:
-    """The service's parts, wired (no servers started)."""
+async def build(
+    js: JetStreamContext, directory: Callable[[], Directory], replicas: int = 1
+) -> dict[str, Any]:
+    """The service's parts, wired (streams and buckets ensured; no servers started)."""
+    await ensure_jetstream(js, replicas)
     read = ReadModels(js)
     secrets = await open_bucket(js, SECRETS_BUCKET)
     store = EventStore(js)
@@ -172,14 +176,11 @@ async def build(js: JetStreamContext, directory: Callable[[], Directory]) -> dic
 
 async def serve(ctx: ServiceContext) -> None:
     """Run presence until ``ctx.stopping`` is set."""
-    from hotdesk_runtime.nats import ensure_jetstream
-
-    await ensure_jetstream(ctx.js, ctx.config.nats.replicas)
 
     def directory() -> Directory:
         return ctx.directory
 
-    parts = await build(ctx.js, directory)
+    parts = await build(ctx.js, directory, ctx.config.nats.replicas)
     deps: AdminDeps = parts["deps"]
     deps.secure_cookies = bool(ctx.config.admin.tls_cert)
     server = uvicorn.Server(
