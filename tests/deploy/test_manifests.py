@@ -46,7 +46,7 @@ def test_compose_runs_a_three_node_nats_cluster_and_two_edges() -> None:
         "jaeger",
     } <= set(services)
     for edge in ("sip-edge-a", "sip-edge-b"):
-        assert services[edge]["command"] == ["run", "sip-edge"]
+        assert services[edge]["command"][:2] == ["run", "sip-edge"]
 
 
 def _render(overlay: str) -> list[dict[str, Any]]:
