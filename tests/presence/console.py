@@ -70,7 +70,7 @@ async def running_presence(
         await asyncio.wait_for(task, 20)
 
 
-async def log_in(js: JetStreamContext, desk: str, user: str) -> None:
+async def log_in(js: JetStreamContext, desk: str, user: str, seen_user: str | None = None) -> None:
     """A user logs in at a desk, as the IVR would do it."""
     cid = uuid.uuid4().hex
     await Ledger(EventStore(js)).execute(
@@ -81,5 +81,6 @@ async def log_in(js: JetStreamContext, desk: str, user: str) -> None:
             correlation_id=cid,
             desk=desk,
             user=user,
+            seen_user=seen_user,
         )
     )
