@@ -4,7 +4,8 @@ passed in.
 
 Nonces are stateless (RFC 7616 §5.4 suggests a timestamp plus a keyed hash): any
 replica holding the same key can check them, and an expired one is answered with
-``stale=true`` so the phone retries without asking for a password again.
+``stale=true`` so the phone retries without asking for a password again. Nonce
+counts, which need state, are kept by the caller (see ``nonces``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import enum
 import hashlib
 import hmac
 import re
+import secrets
 from dataclasses import dataclass
 
 REALM = "hotdesk-provisioning"
@@ -41,9 +43,13 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def make_nonce(key: bytes, now: float) -> str:
-    """A nonce carrying its issue time, signed with ``key``."""
-    stamp = str(int(now))
+def make_nonce(key: bytes, now: float, salt: str | None = None) -> str:
+    """A nonce carrying its issue time and a random salt, signed with ``key``.
+
+    The salt makes every challenge's nonce unique, so that nonce counts (RFC 7616
+    §3.4) tell one client's requests from another's even within the same second.
+    """
+    stamp = f"{int(now)}.{salt if salt is not None else secrets.token_hex(8)}"
     mac = hmac.new(key, stamp.encode(), hashlib.sha256).hexdigest()[:32]
     return base64.b64encode(f"{stamp}:{mac}".encode()).decode()
 
@@ -52,7 +58,7 @@ def nonce_age(key: bytes, nonce: str, now: float) -> float | None:
     """Seconds since the nonce was issued, ``None`` when it is not one of ours."""
     try:
         stamp, mac = base64.b64decode(nonce, validate=True).decode().split(":", 1)
-        issued = int(stamp)
+        issued = int(stamp.split(".", 1)[0])
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
     good = hmac.new(key, stamp.encode(), hashlib.sha256).hexdigest()[:32]

@@ -91,6 +91,10 @@ class ReprovisionTracker:
         """The desk's reprovision in flight, if any."""
         return self._active.get(desk)
 
+    def restore(self, reprovision: Reprovision) -> None:
+        """Take over a reprovision in flight (saved by this or another replica)."""
+        self._active[reprovision.desk] = reprovision
+
     def start(
         self,
         desk: str,

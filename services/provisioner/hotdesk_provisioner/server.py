@@ -32,6 +32,7 @@ from hotdesk_contracts.directory import Desk, Directory, ProvisioningSettings, S
 from hotdesk_contracts.messages import UnknownDeviceSeen
 
 from . import httpauth
+from .nonces import LocalNonceCounts, NonceCounts, parse_nc
 from .ratelimit import RateLimiter
 from .render import Files, config_version, render
 from .seats import DeskSeats
@@ -61,6 +62,8 @@ class Rendered:
 
 UnknownDeviceReporter = Callable[[UnknownDeviceSeen], Awaitable[None]]
 ServedListener = Callable[[ServedFile], None]
+LearnedListener = Callable[[str, str, str], None]
+"""(desk, vendor, model) as a desk without a configured vendor showed itself."""
 
 
 class ProvisioningServer:
@@ -80,12 +83,19 @@ class ProvisioningServer:
         clock: Callable[[], float] = time.time,
         provisioning_url: str = "",
         nonce_lifetime_seconds: float = 300.0,
+        nonce_counts: NonceCounts | None = None,
+        on_learned: LearnedListener | None = None,
     ) -> None:
         self._directory = directory
         self.settings = settings
         self.sip = sip
         self.seats = seats
-        self._key = nonce_key
+        self.nonce_key = nonce_key
+        """Signs digest nonces; replicas that share it accept each other's nonces."""
+        self._nonce_counts: NonceCounts = nonce_counts or LocalNonceCounts(
+            horizon=nonce_lifetime_seconds + 60
+        )
+        self._on_learned = on_learned
         self._origin = origin
         self._report_unknown = report_unknown
         self._served_listeners: list[ServedListener] = [on_served] if on_served else []
@@ -114,6 +124,10 @@ class ProvisioningServer:
     def on_served(self, listener: ServedListener) -> None:
         """Call ``listener`` for every desk file served."""
         self._served_listeners.append(listener)
+
+    def learn(self, desk: str, vendor: str, model: str) -> None:
+        """Take the vendor and model a desk showed (to this or another replica)."""
+        self._learned[desk] = (vendor, model)
 
     def vendor_of(self, desk: Desk) -> tuple[str, str]:
         """(vendor, model): from the config, else as the phone last showed itself."""
@@ -162,12 +176,15 @@ class ProvisioningServer:
         self._current_directory()
         if found.mac is not None and found.mac not in self._macs:
             await self._unknown_device(found, agent, client, path, now)
-        desk = self._authenticate(request, now)
+        desk = await self._authenticate(request, now)
         if isinstance(desk, Response):
             return desk
         if not _may_fetch(desk, found):
             return _not_found()
-        self._learned[desk.name] = (found.vendor, found.model)
+        if self._learned.get(desk.name) != (found.vendor, found.model):
+            self._learned[desk.name] = (found.vendor, found.model)
+            if not desk.vendor and self._on_learned is not None:
+                self._on_learned(desk.name, found.vendor, found.model)
         rendered = self.render_desk(desk)
         if rendered is None or found.filename not in rendered.files:
             return _not_found()
@@ -213,7 +230,7 @@ class ProvisioningServer:
             return False
         return any(ip in network for network in self._trusted)
 
-    def _authenticate(self, request: Request, now: float) -> Desk | Response:
+    async def _authenticate(self, request: Request, now: float) -> Desk | Response:
         header = request.headers.get("authorization")
         if not header:
             return self._challenge(now)
@@ -232,7 +249,7 @@ class ProvisioningServer:
             password,
             request.method,
             request.url.path,
-            self._key,
+            self.nonce_key,
             now,
             self._nonce_lifetime,
         )
@@ -240,6 +257,16 @@ class ProvisioningServer:
             return self._challenge(now, stale=True)
         if verdict is not httpauth.Verdict.OK or desk is None:
             return self._challenge(now)
+        if creds.scheme == "digest" and "nc" in creds.params:
+            # RFC 7616 §5.12: a captured request replayed with its nonce and nc is
+            # refused, on whichever replica it lands.
+            nc = parse_nc(creds.params["nc"])
+            if nc is None or not await self._nonce_counts.admit(creds.params["nonce"], nc, now):
+                log.warning(
+                    "digest nonce count not above the last seen",
+                    extra={"desk": desk.name, "client": self.client_address(request)},
+                )
+                return self._challenge(now)
         return desk
 
     def _challenge(self, now: float, *, stale: bool = False) -> Response:
@@ -248,7 +275,7 @@ class ProvisioningServer:
             status_code=401,
             headers={
                 "WWW-Authenticate": httpauth.challenge(
-                    self.settings.auth, self._key, now, stale=stale
+                    self.settings.auth, self.nonce_key, now, stale=stale
                 )
             },
         )
