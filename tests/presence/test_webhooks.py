@@ -152,3 +152,31 @@ async def test_the_dispatcher_posts_filtered_ledger_events_and_the_api_lists_the
     listed = await presence.client.get("/api/v1/webhooks/deliveries", headers=presence.auth())
     [entry] = listed.json()["deliveries"]
     assert (entry["webhook"], entry["event_type"], entry["ok"]) == ("crm", "LoggedOut", True)
+
+
+async def test_two_replicas_deliver_each_event_once(
+    presence: Presence, js: JetStreamContext
+) -> None:
+    async with receiver() as box:
+        directory = Directory(webhooks=[Webhook(name="crm", url=box.url, secret=SECRET)])
+        stopping = asyncio.Event()
+        replicas = [
+            WebhookDispatcher(js, lambda: directory, DeliveryLog(), backoff_base=0.01)
+            for _ in range(2)
+        ]
+        tasks = [asyncio.create_task(r.run(stopping)) for r in replicas]
+        for _ in range(200):
+            with contextlib.suppress(NotFoundError):
+                await js.consumer_info(streams.LEDGER.name, DURABLE)
+                break
+            await asyncio.sleep(0.02)
+        events = [logged_in(f"HD000{n}", f"10{n}") for n in range(1, 7)]
+        await presence.append(*events)
+        for _ in range(500):
+            if len(box.received) >= len(events):
+                break
+            await asyncio.sleep(0.02)
+        stopping.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    ids = [msgspec.json.decode(b)["event_id"] for _, b in box.received]
+    assert sorted(ids) == sorted(e.event_id for e in events)
