@@ -3,7 +3,14 @@ apply an event twice, and a rebuild gives the same read model."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
 import msgspec
+import nats
+import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 
 from hotdesk_contracts import streams, subjects
@@ -18,7 +25,9 @@ from hotdesk_presence.projections import (
     History,
     UserDirectory,
 )
+from hotdesk_runtime.nats import ensure_jetstream
 from tests.presence.factories import call_state, logged_in, logged_out, registration, reprovision
+from tests.support.natsserver import NatsServer
 
 
 async def seed_ledger(js: JetStreamContext) -> EventStore:
@@ -106,3 +115,65 @@ async def test_bus_folds_skip_redelivered_events_and_survive_a_restart(
     assert (lamp.state, lamp.version) == ("terminated", 3)
     await restarted.stop()
     await status.stop()
+
+
+async def test_running_bus_and_ledger_projections_survive_a_nats_server_restart(
+    own_nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(own_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    js = nc.jetstream()
+    await ensure_jetstream(js)
+    stopping = asyncio.Event()
+    blf = BusProjectionRunner(js, BlfStates(), fetch_wait=0.2)
+    seats = ProjectionRunner(js, DeskSeats(), fetch_wait=0.2)
+    tasks = [asyncio.create_task(blf.run(stopping)), asyncio.create_task(seats.run(stopping))]
+    store = EventStore(js)
+
+    async def publish(call_id: str, phase: CallPhase) -> None:
+        data = msgspec.json.encode(call_state(call_id, phase, "101", "100"))
+        # Right after a restart JetStream may need a moment before it answers.
+        for _ in range(50):
+            with contextlib.suppress(nats.errors.TimeoutError, nats.js.errors.Error):
+                await js.publish(subjects.edge_call_state("100"), data, timeout=1.0)
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("JetStream did not come back")
+
+    async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+        for _ in range(300):
+            with contextlib.suppress(Exception):
+                if await check():
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the read model did not catch up")
+
+    async def lamp_version(n: int) -> bool:
+        lamp = await blf.get("100")
+        return lamp is not None and lamp.version == n
+
+    async def seated(user: str | None) -> bool:
+        seat = await seats.get("HD0001")
+        return seat is not None and seat.user == user
+
+    try:
+        await publish("c1", CallPhase.RINGING)
+        await store.append(subjects.desk_ledger("HD0001"), [logged_in("HD0001", "100")], None)
+        await eventually(lambda: lamp_version(1))
+        await eventually(lambda: seated("100"))
+        own_nats_server.restart()
+        for _ in range(200):
+            if nc.is_connected:
+                break
+            await asyncio.sleep(0.05)
+        await publish("c1", CallPhase.ANSWERED)  # JetStream answers again from here
+        await publish("c1", CallPhase.ENDED)
+        await store.append(subjects.desk_ledger("HD0001"), [logged_out("HD0001", "100")], None)
+        await eventually(lambda: lamp_version(3))
+        await eventually(lambda: seated(None))
+        lamp = await blf.get("100")
+        assert lamp is not None
+        assert lamp.state == "terminated"
+    finally:
+        stopping.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+        await nc.close()
