@@ -329,8 +329,6 @@ class Subscriptions:
         """Replace the watchable extensions; subscriptions to removed ones end with
         ``noresource`` (RFC 6665 section 4.1.3)."""
         self.extensions = frozenset(extensions)
-        for gone in [e for e in self._dialogs if e not in self.extensions]:
-            del self._dialogs[gone]
         removed = [s for s in self._subs.values() if s.extension not in self.extensions]
         return [self._terminate(s, "noresource", now) for s in removed]
 
