@@ -542,3 +542,23 @@ def _parse_response(
     _check_common(headers)
     body = _body(data, body_at, headers, stream)
     return SipResponse(headers, body, int(code), reason)
+
+
+def response_to(
+    request: SipRequest, status: int, reason: str, *, to_tag: str | None = None
+) -> SipResponse:
+    """A response to ``request`` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied,
+    To copied with ``to_tag`` added when it has none (never on 100 Trying)."""
+    headers = Headers()
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in request.headers.get_all(name):
+            headers.add(name, value)
+    if status == 100:
+        timestamp = request.headers.get("Timestamp")
+        if timestamp is not None:
+            headers.add("Timestamp", timestamp)
+    elif to_tag is not None:
+        to = request.to
+        if to.tag is None:
+            headers.set("To", str(to.with_param("tag", to_tag)))
+    return SipResponse(headers, b"", status, reason)

@@ -1,0 +1,384 @@
+"""The SIP edge: transports, server transactions, registrar and proxy wired together.
+
+:class:`SipEdge` is the adapter around the pure protocol core: it owns the sockets, the
+clock and the timers, and hands each message to the registrar or the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import msgspec
+
+from hotdesk_contracts import subjects
+from hotdesk_contracts.directory import Directory, SipSettings
+from hotdesk_contracts.messages import CallPhase, CallStateChanged, RegistrationChanged
+
+from .auth import Authenticator
+from .location import Binding, LocationStore
+from .login_state import LoginMap
+from .proxy import CallInfo, HotdeskCallHandler, Proxy
+from .registrar import RegisterLimits, Registrar
+from .routing import emergency_trunk
+from .sip.headers import HeaderError, Via
+from .sip.message import SipRequest, SipResponse, response_to
+from .sip.transaction import ClientTransaction, Send, ServerTransaction, State, TimedOut, server_key
+from .sip.transport import SipTransport, Source
+
+log = logging.getLogger("hotdesk.sip_edge")
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+_FORGET_AFTER = 32.0
+
+
+def nonce_secret(directory: Directory, realm: str) -> bytes:
+    """A nonce key every edge replica derives alike from the directory it shares, and
+    that nobody without the SIP passwords can compute."""
+    h = hashlib.sha256(b"hotdesk-sip-nonce\0" + realm.encode())
+    for desk in directory.desks:
+        h.update(f"\0d{desk.name}\0{desk.sip_password}".encode())
+    for ext in directory.extensions:
+        h.update(f"\0e{ext.number}\0{ext.sip_password}".encode())
+    return h.digest()
+
+
+def passwords_of(directory: Directory) -> Callable[[str], str | None]:
+    """The SIP password lookup for desks (``HDxxxx``) and extensions."""
+
+    def lookup(user: str) -> str | None:
+        desk = directory.desk(user)
+        if desk is not None:
+            return desk.sip_password or None
+        ext = directory.extension(user)
+        if ext is not None:
+            return ext.sip_password or None
+        return None
+
+    return lookup
+
+
+def response_target(via: Via, source: Source) -> Source:
+    """Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4): the connection it came on
+    for TCP/TLS; for UDP the ``received`` address and the ``rport`` port when set."""
+    if source.transport != "UDP":
+        return source
+    host = via.received or via.host.strip("[]")
+    port = via.rport or via.port or 5060
+    return Source("UDP", host, port)
+
+
+class SipEdge:
+    """One edge instance."""
+
+    def __init__(
+        self,
+        *,
+        settings: SipSettings,
+        directory: Callable[[], Directory],
+        locations: LocationStore,
+        logins: LoginMap,
+        publish: Publish,
+        instance_id: str,
+        hotdesk: HotdeskCallHandler | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._directory = directory
+        self._publish = publish
+        self.instance_id = instance_id
+        self._clock = clock
+        self.transport = SipTransport(
+            self._on_message,
+            max_bytes=settings.max_message_bytes,
+            rate=settings.rate_limit_per_second,
+            burst=settings.rate_limit_burst,
+            clock=clock,
+        )
+        self.auth = Authenticator(
+            settings.realm,
+            nonce_secret(directory(), settings.realm),
+            nonce_lifetime=settings.nonce_lifetime_seconds,
+            fail_limit=settings.auth_fail_limit,
+            fail_window=settings.auth_fail_window_seconds,
+            block_seconds=settings.auth_block_seconds,
+        )
+        self.registrar = Registrar(
+            domain_users=lambda user: passwords_of(self._directory())(user),
+            auth=self.auth,
+            store=locations,
+            limits=RegisterLimits(
+                settings.min_expires, settings.max_expires, min(3600, settings.max_expires)
+            ),
+            on_change=self._registration_changed,
+            edge=instance_id,
+        )
+        self.logins = logins
+        self.proxy: Proxy | None = None
+        self._hotdesk = hotdesk
+        self._locations = locations
+        self._server_tx: dict[tuple[str, str, str], tuple[ServerTransaction, Source]] = {}
+        self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
+        self._forget: dict[str, float] = {}
+        self._timer_task: asyncio.Task[None] | None = None
+        self.host = settings.advertised_host
+        self.port = 0
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Listen on ``config.sip`` (or the given) address, start the timers."""
+        tls_context: ssl.SSLContext | None = None
+        if self.settings.tls_cert and self.settings.tls_key:
+            tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls_context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        await self.transport.start(
+            host or self.settings.listen,
+            self.settings.port if port is None else port,
+            tls_port=self.settings.tls_port if tls_context else None,
+            tls_context=tls_context,
+        )
+        self.port = self.transport.udp_port
+        self.proxy = Proxy(
+            network=self,
+            host=self.host,
+            port=self.port,
+            auth=self.auth,
+            passwords=lambda user: passwords_of(self._directory())(user),
+            directory=self._directory,
+            logins=self.logins,
+            locations=self._locations,
+            on_call_state=self._call_state,
+            hotdesk=self._hotdesk,
+            clock=self._clock,
+        )
+        if emergency_trunk(self._directory()) is None:
+            log.warning(
+                "NO EMERGENCY TRUNK CONFIGURED: calls to emergency numbers will fail with 503; "
+                "add a [[directory.trunks]] entry with emergency = true"
+            )
+        self._timer_task = asyncio.get_running_loop().create_task(self._timers())
+        log.info("sip edge listening", extra={"host": self.host, "port": self.port})
+
+    async def close(self) -> None:
+        """Stop the timers and the transports."""
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer_task
+        await self.transport.close()
+
+    # --- Network (used by the proxy) ---------------------------------------------------
+
+    async def send_request(self, request: SipRequest, target: Source) -> bool:
+        """Send a request; opens a TCP connection when the target needs one."""
+        if target.transport != "UDP" and not await self.transport.connect(target):
+            return False
+        return self.transport.send_to(request.serialize(), target)
+
+    def send_response(self, response: SipResponse, target: Source) -> None:
+        """Send a response per RFC 3261 §18.2.2 (``target`` is the request's source)."""
+        try:
+            via = response.top_via
+            method = response.cseq.method
+        except (HeaderError, IndexError):
+            return
+        data = response.serialize()
+        key = server_key(via.branch, f"{via.host}:{via.port or 5060}", method)
+        entry = self._server_tx.get(key)
+        if entry is not None:
+            # Keep the server transaction current so a retransmitted request is
+            # answered with the latest response (RFC 3261 §17.2.1).
+            entry[0].respond(response.status, data, self._clock())
+        self.transport.send_to(data, response_target(via, target))
+
+    def track(self, branch: str, tx: ClientTransaction, target: Source) -> None:
+        """Run a client transaction's timers."""
+        self._client_tx[branch] = (tx, target)
+
+    # --- receiving ---------------------------------------------------------------------
+
+    async def _on_message(self, message: SipRequest | SipResponse, source: Source) -> None:
+        assert self.proxy is not None
+        if isinstance(message, SipResponse):
+            branch = ""
+            with contextlib.suppress(HeaderError, IndexError):
+                branch = message.top_via.branch or ""
+            entry = self._client_tx.get(branch)
+            if entry is not None and not entry[0].receive(message.status, self._clock()):
+                if message.status >= 200 and entry[0].invite and message.status < 300:
+                    await self.proxy.response(message, source)  # 2xx retransmissions pass
+                return
+            await self.proxy.response(message, source)
+            return
+        await self._on_request(message, source)
+
+    def _stamp_via(self, request: SipRequest, source: Source) -> Via:
+        """RFC 3261 §18.2.1 / RFC 3581 §4: record where the request really came from."""
+        values = request.headers.get_all("Via")
+        via = request.top_via
+        stamped = via
+        if via.host.strip("[]") != source.host:
+            stamped = stamped.with_param("received", source.host)
+        if via.wants_rport:
+            stamped = stamped.with_param("received", source.host).with_param(
+                "rport", str(source.port)
+            )
+        if stamped is not via:
+            rest = values[0].split(",", 1)
+            first = str(stamped) + ("," + rest[1] if len(rest) > 1 else "")
+            for i, (name, _) in enumerate(request.headers.items):
+                if name == "Via":
+                    request.headers.items[i] = ("Via", first)
+                    break
+        return stamped
+
+    async def _on_request(self, request: SipRequest, source: Source) -> None:
+        assert self.proxy is not None
+        now = self._clock()
+        via = self._stamp_via(request, source)
+        key = server_key(via.branch, f"{via.host}:{via.port or 5060}", request.method)
+        existing = self._server_tx.get(key)
+        if existing is not None:
+            tx, _ = existing
+            if request.method == "ACK":
+                tx.ack(now)  # the ACK of a non-2xx final response ends here (§17.2.1)
+                return
+            again = tx.retransmission()
+            if again is not None:
+                self.transport.send_to(again, response_target(via, source))
+            return
+        if request.method == "ACK":
+            await self.proxy.in_dialog(request, source)
+            return
+        tx = ServerTransaction(request.method, now, reliable=source.transport != "UDP")
+        self._server_tx[key] = (tx, source)
+        response = await self._route_request(request, source, now)
+        if response is not None:
+            self._respond(tx, response, source)
+
+    def _respond(self, tx: ServerTransaction, response: SipResponse, source: Source) -> None:
+        data = response.serialize()
+        tx.respond(response.status, data, self._clock())
+        try:
+            target = response_target(response.top_via, source)
+        except (HeaderError, IndexError):
+            return
+        self.transport.send_to(data, target)
+
+    async def _route_request(
+        self, request: SipRequest, source: Source, now: float
+    ) -> SipResponse | None:
+        assert self.proxy is not None
+        method = request.method
+        in_dialog = False
+        with contextlib.suppress(HeaderError):
+            in_dialog = request.to.tag is not None or bool(request.headers.get("Route"))
+        if method == "REGISTER":
+            return await self.registrar.handle(request, source, now)
+        if method == "CANCEL":
+            return await self.proxy.cancel(request, source)
+        if in_dialog and method != "REGISTER":
+            return await self.proxy.in_dialog(request, source)
+        if method == "INVITE":
+            return await self.proxy.invite(request, source)
+        if method == "OPTIONS":
+            response = response_to(request, 200, "OK", to_tag=_local_tag(request))
+            response.headers.add("Allow", ALLOW)
+            response.headers.add("Accept", "application/sdp")
+            return response
+        if method in ("BYE", "INFO", "UPDATE", "PRACK"):
+            return response_to(request, 481, "Call/Transaction Does Not Exist")
+        response = response_to(request, 405, "Method Not Allowed", to_tag=_local_tag(request))
+        response.headers.add("Allow", ALLOW)
+        return response
+
+    # --- timers ------------------------------------------------------------------------
+
+    async def _timers(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            try:
+                self._run_timers(self._clock())
+            except Exception:
+                log.exception("transaction timer error")
+
+    def _run_timers(self, now: float) -> None:
+        assert self.proxy is not None
+        for branch, (ctx, target) in list(self._client_tx.items()):
+            deadline = ctx.deadline
+            if deadline is not None and deadline <= now:
+                for action in ctx.fire(now):
+                    if isinstance(action, Send):
+                        self.transport.send_to(action.data, target)
+                    elif isinstance(action, TimedOut):
+                        self._timed_out(branch)
+            if ctx.state is State.TERMINATED:
+                del self._client_tx[branch]
+                self._forget.setdefault(branch, now + _FORGET_AFTER)
+        for branch, at in list(self._forget.items()):
+            if at <= now:
+                del self._forget[branch]
+                self.proxy.forget(branch)
+        for key, (stx, source) in list(self._server_tx.items()):
+            deadline = stx.deadline
+            if deadline is not None and deadline <= now:
+                for action in stx.fire(now):
+                    if isinstance(action, Send):
+                        self.transport.send_to(action.data, source)
+            if stx.state is State.TERMINATED or (
+                stx.deadline is None and now - stx.created > 64 * 0.5 + _FORGET_AFTER
+            ):
+                del self._server_tx[key]
+
+    def _timed_out(self, branch: str) -> None:
+        assert self.proxy is not None
+        sent = self.proxy.forwarded.get(branch)
+        response = self.proxy.timed_out(branch)
+        if response is not None and sent is not None:
+            self.send_response(response, sent.upstream)
+
+    # --- events ------------------------------------------------------------------------
+
+    async def _registration_changed(
+        self, aor: str, kind: str, bindings: list[Binding], source: Source, user_agent: str
+    ) -> None:
+        event = RegistrationChanged(
+            at=datetime.now(UTC),
+            origin=self.instance_id,
+            aor=aor,
+            kind=kind,
+            contacts=[b.uri for b in bindings],
+            user_agent=user_agent,
+            source=f"{source.transport}:{source.host}:{source.port}",
+        )
+        await self._publish(subjects.edge_registration(aor, kind), msgspec.json.encode(event))
+
+    async def _call_state(self, call: CallInfo, phase: CallPhase) -> None:
+        event = CallStateChanged(
+            at=datetime.now(UTC),
+            origin=self.instance_id,
+            call_id=call.call_id,
+            phase=phase,
+            caller=call.caller,
+            callee=call.callee,
+            caller_desk=call.caller_desk,
+            callee_desk=call.callee_desk,
+            from_tag=call.from_tag,
+            to_tag=call.to_tag,
+        )
+        data = msgspec.json.encode(event)
+        for party in {call.caller, call.callee}:
+            if party:
+                await self._publish(subjects.edge_call_state(party), data)
+
+
+def _local_tag(request: SipRequest) -> str:
+    return hashlib.sha1(
+        f"{request.call_id}|{request.headers.get('CSeq')}".encode(), usedforsecurity=False
+    ).hexdigest()[:10]

@@ -1,0 +1,136 @@
+"""Where a new call goes: the dial-code table and the idle-desk policy, as pure code.
+
+:func:`decide` takes the authenticated caller, the dialled user part, the directory and
+the login map, and returns a :class:`Route` (what to ring) or a :class:`Refusal`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hotdesk_contracts.dialplan import (
+    Classification,
+    Conflict,
+    DeskCall,
+    Emergency,
+    External,
+    Feature,
+    Internal,
+    Invalid,
+    Login,
+    Logout,
+    classify,
+)
+from hotdesk_contracts.directory import Directory
+
+from .login_state import LoginMap
+
+IDLE_DESK_REASON = "Desk not logged in - only emergency calls allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who places the call, as presented to the callee."""
+
+    identity: str
+    """The authenticated SIP user (``HD0001`` or ``101``)."""
+    desk: str = ""
+    """The desk the call comes from ('' for a user's own phone)."""
+    user: str = ""
+    """The user extension the call is presented as ('' for an idle desk)."""
+    name: str = ""
+    """The user's display name."""
+
+    @property
+    def party(self) -> str:
+        """The caller as call-state events name it: the user, else the desk."""
+        return self.user or self.desk or self.identity
+
+
+def caller_of(identity: str, directory: Directory, logins: LoginMap) -> Caller:
+    """Resolve an authenticated identity to the caller presentation."""
+    names = {e.number: e.name for e in directory.extensions}
+    if any(d.name == identity for d in directory.desks):
+        user = logins.user_at.get(identity, "")
+        return Caller(identity, desk=identity, user=user, name=names.get(user, ""))
+    return Caller(identity, user=identity, name=names.get(identity, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Answer the INVITE with this final response."""
+
+    status: int
+    reason: str
+    log: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToAor:
+    """Ring the registered contacts of ``aor`` (a desk or an extension's own phone)."""
+
+    aor: str
+    callee: str
+    """The callee as call-state events name it (the user extension, else the desk)."""
+    callee_desk: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToTrunk:
+    """Send the call to a trunk."""
+
+    uri: str
+    callee: str
+    emergency: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToHotdesk:
+    """A hot-desk code: the media/IVR path answers it."""
+
+    classification: Login | Logout
+
+
+Route = ToAor | ToTrunk | ToHotdesk
+Decision = Route | Refusal
+
+
+def emergency_trunk(directory: Directory) -> str | None:
+    """The first trunk marked for emergency calls, if any."""
+    for trunk in directory.trunks:
+        if trunk.emergency:
+            return trunk.uri
+    return None
+
+
+def decide(caller: Caller, dialled: str, directory: Directory, logins: LoginMap) -> Decision:
+    """Route a call from ``caller`` to ``dialled``."""
+    kind: Classification = classify(dialled, directory)
+    if isinstance(kind, Emergency):
+        uri = emergency_trunk(directory)
+        if uri is None:
+            return Refusal(503, "Service Unavailable", "no emergency trunk configured")
+        return ToTrunk(uri, kind.number, emergency=True)
+    if isinstance(kind, Login | Logout):
+        return ToHotdesk(kind)
+    if isinstance(kind, Conflict):
+        return Refusal(403, "Forbidden", "dial code conflict: " + ", ".join(kind.codes))
+    if caller.desk and not caller.user:
+        # The idle-desk policy: only emergency numbers and the hot-desk codes.
+        return Refusal(403, IDLE_DESK_REASON)
+    if isinstance(kind, Internal):
+        desk = logins.desk_of.get(kind.ext, "")
+        return ToAor(desk or kind.ext, kind.ext, callee_desk=desk)
+    if isinstance(kind, DeskCall):
+        user = logins.user_at.get(kind.desk, "")
+        return ToAor(kind.desk, user or kind.desk, callee_desk=kind.desk)
+    if isinstance(kind, External):
+        for trunk in directory.trunks:
+            if not trunk.emergency:
+                return ToTrunk(trunk.uri, kind.number)
+        return Refusal(503, "Service Unavailable", "no trunk configured")
+    if isinstance(kind, Feature):
+        return Refusal(480, "Temporarily Unavailable", f"feature {kind.name} not handled here")
+    if isinstance(kind, Invalid):
+        return Refusal(404, "Not Found")
+    return Refusal(404, "Not Found")

@@ -1,0 +1,302 @@
+"""SIP transports over asyncio: UDP, TCP and TLS (RFC 3261 §18, RFC 5626 §4.4.1).
+
+The transport layer turns bytes into parsed messages for one ``on_message`` callback
+and back. It never raises into the event loop: malformed or oversized input is answered
+400/413/513 where a response can be built, otherwise dropped and counted. A per-source
+token bucket limits how many messages one address may send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .message import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Headers,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    frame_length,
+    parse,
+)
+
+log = logging.getLogger("hotdesk.sip_edge.transport")
+
+CRLF = b"\r\n"
+DOUBLE_CRLF = b"\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from: the transport and the peer's real address."""
+
+    transport: str
+    """``UDP``, ``TCP`` or ``TLS``."""
+    host: str
+    port: int
+
+
+MessageHandler = Callable[[SipRequest | SipResponse, Source], Awaitable[None]]
+
+
+class TokenBucket:
+    """Per-key token buckets (pure: the caller passes ``now``)."""
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._max_keys = max_keys
+
+    def allow(self, key: str, now: float) -> bool:
+        """Take one token for ``key``; False when its bucket is empty."""
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        if len(self._buckets) >= self._max_keys and key not in self._buckets:
+            # Forget full buckets first: they carry no state worth keeping.
+            self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.burst}
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+
+def error_response(error: SipParseError) -> SipResponse | None:
+    """The response to a request that failed to parse, when one can be built
+    (RFC 3261 §8.2.6: copy Via, From, To, Call-ID and CSeq)."""
+    partial = error.partial
+    if partial is None:
+        return None
+    headers = Headers()
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in partial.headers.get_all(name):
+            headers.add(name, value)
+    return SipResponse(headers, b"", error.status, error.reason)
+
+
+class SipTransport:
+    """UDP + TCP (+ TLS) listeners sharing one message handler.
+
+    ``stats`` counts ``dropped_malformed``, ``answered_malformed``, ``rate_limited``,
+    ``keepalive``, ``received`` and ``sent``.
+    """
+
+    def __init__(
+        self,
+        handler: MessageHandler,
+        *,
+        max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        rate: float = 200.0,
+        burst: int = 400,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._handler = handler
+        self.max_bytes = max_bytes
+        self.limiter = TokenBucket(rate, burst)
+        self.stats: Counter[str] = Counter()
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._udp: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.Server] = []
+        self._streams: dict[tuple[str, str, int], asyncio.StreamWriter] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.udp_port = 0
+        self.tcp_port = 0
+        self.tls_port = 0
+
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls_port: int | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Listen on UDP and TCP ``port`` (and TLS ``tls_port`` with a context)."""
+        loop = asyncio.get_running_loop()
+        udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(host, port)
+        )
+        self._udp = udp
+        self.udp_port = udp.get_extra_info("sockname")[1]
+        tcp = await asyncio.start_server(
+            lambda r, w: self._serve_stream(r, w, "TCP"), host, port or self.udp_port
+        )
+        self._servers.append(tcp)
+        self.tcp_port = tcp.sockets[0].getsockname()[1]
+        if tls_context is not None and tls_port is not None:
+            tls = await asyncio.start_server(
+                lambda r, w: self._serve_stream(r, w, "TLS"), host, tls_port, ssl=tls_context
+            )
+            self._servers.append(tls)
+            self.tls_port = tls.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        if self._udp is not None:
+            self._udp.close()
+        for server in self._servers:
+            server.close()
+        for writer in list(self._streams.values()):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for server in self._servers:
+            await server.wait_closed()
+
+    # --- receiving ---------------------------------------------------------------------
+
+    def _admit(self, source: Source) -> bool:
+        if self.limiter.allow(source.host, self._clock()):
+            return True
+        self.stats["rate_limited"] += 1
+        return False
+
+    def datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        """One UDP datagram arrived."""
+        source = Source("UDP", addr[0], addr[1])
+        # RFC 5626 §4.4.1 / §3.5.1: a CRLF keep-alive on UDP (STUN is not used here).
+        if data in (CRLF, DOUBLE_CRLF) or not data.strip():
+            self.stats["keepalive"] += 1
+            return
+        if not self._admit(source):
+            return
+        self._dispatch(data, source, stream=False)
+
+    def _dispatch(self, data: bytes, source: Source, *, stream: bool) -> None:
+        try:
+            message = parse(data, max_bytes=self.max_bytes, stream=stream)
+        except SipParseError as exc:
+            response = error_response(exc)
+            if response is None:
+                self.stats["dropped_malformed"] += 1
+                log.debug("dropped malformed message", extra={"source": source.host})
+                return
+            self.stats["answered_malformed"] += 1
+            self.send_to(response.serialize(), source)
+            return
+        self.stats["received"] += 1
+        task = asyncio.get_running_loop().create_task(self._handle(message, source))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: SipRequest | SipResponse, source: Source) -> None:
+        try:
+            await self._handler(message, source)
+        except Exception:
+            # One bad message must never stop the edge; the handler's bug is logged.
+            self.stats["handler_errors"] += 1
+            log.exception("error handling a SIP message", extra={"call_id": message.call_id})
+
+    async def _serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        source = Source(kind, peer[0], peer[1])
+        key = (kind, source.host, source.port)
+        self._streams[key] = writer
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                while buffer:
+                    # RFC 5626 §4.4.1: a double CRLF ping is answered by a single CRLF pong.
+                    if buffer.startswith(DOUBLE_CRLF):
+                        del buffer[:4]
+                        self.stats["keepalive"] += 1
+                        writer.write(CRLF)
+                        continue
+                    if buffer.startswith(CRLF):
+                        if len(buffer) < 4 and DOUBLE_CRLF.startswith(bytes(buffer)):
+                            break
+                        del buffer[:2]
+                        continue
+                    try:
+                        length = frame_length(buffer, self.max_bytes)
+                    except SipParseError as exc:
+                        # The framing is lost: answer if possible, then close
+                        # (RFC 4475 §3.3.9).
+                        try:
+                            parse(bytes(buffer), max_bytes=self.max_bytes, stream=False)
+                        except SipParseError as inner:
+                            response = error_response(inner)
+                            if response is not None:
+                                writer.write(response.serialize())
+                        self.stats["dropped_malformed"] += 1
+                        log.info("closing stream with broken framing: %s", exc)
+                        return
+                    if length is None:
+                        break
+                    frame = bytes(buffer[:length])
+                    del buffer[:length]
+                    if self._admit(source):
+                        self._dispatch(frame, source, stream=True)
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self._streams.pop(key, None)
+            writer.close()
+
+    # --- sending -----------------------------------------------------------------------
+
+    def send_to(self, data: bytes, target: Source) -> bool:
+        """Send ``data`` to ``target``: over an open connection for TCP/TLS (RFC 3261
+        §18.2.2: responses go back on the connection the request came in on), as a
+        datagram for UDP. False when no connection to the target is open."""
+        self.stats["sent"] += 1
+        if target.transport == "UDP":
+            if self._udp is None:
+                return False
+            self._udp.sendto(data, (target.host, target.port))
+            return True
+        writer = self._streams.get((target.transport, target.host, target.port))
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(data)
+        return True
+
+    async def connect(self, target: Source) -> bool:
+        """Open a TCP connection to ``target`` when none is open (for forwarding)."""
+        key = (target.transport, target.host, target.port)
+        if key in self._streams and not self._streams[key].is_closing():
+            return True
+        if target.transport != "TCP":
+            return False
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(target.host, target.port), 5.0
+            )
+        except (OSError, TimeoutError):
+            return False
+        self._streams[key] = writer
+        task = asyncio.get_running_loop().create_task(
+            self._serve_stream_outbound(reader, writer, target)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _serve_stream_outbound(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: Source
+    ) -> None:
+        await self._serve_stream(reader, writer, target.transport)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, transport: SipTransport) -> None:
+        self._owner = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._owner.datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: nothing to answer.
+        self._owner.stats["udp_errors"] += 1
