@@ -3,6 +3,7 @@ log the user out remotely."""
 
 from __future__ import annotations
 
+import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from playwright.async_api import Dialog, async_playwright, expect
@@ -12,6 +13,8 @@ from hotdesk_contracts.events import LoggedOut
 from hotdesk_ledger.store import EventStore
 from tests.presence.conftest import DIRECTORY
 from tests.presence.console import CHROMIUM, CHROMIUM_ARGS, log_in, running_presence
+
+pytestmark = pytest.mark.e2e
 
 
 async def test_a_login_elsewhere_shows_live_and_the_admin_logs_the_user_out(
