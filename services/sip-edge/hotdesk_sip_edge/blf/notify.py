@@ -1,0 +1,146 @@
+"""SIP messages of the dialog event package: SUBSCRIBE in, 200 and NOTIFY out.
+
+Pure glue between the SIP message types and :mod:`.subscriptions`:
+:func:`subscribe_request` reads the fields a SUBSCRIBE carries, :func:`subscribe_response`
+answers it, :func:`build_notify` makes the in-dialog NOTIFY request (RFC 6665 section
+4.2.2, RFC 3261 section 12.2.1.1). The transport and transaction layers send them.
+"""
+
+from __future__ import annotations
+
+from ..sip.headers import HeaderError, Via, get_param, parse_name_addr, parse_params
+from ..sip.message import Headers, SipRequest, SipResponse, response_to
+from .subscriptions import NotifyToSend, SubscribeOutcome, SubscribeRequest
+
+DEFAULT_MAX_FORWARDS = 70
+
+
+class SubscribeFieldsError(ValueError):
+    """A SUBSCRIBE that cannot start or refresh a subscription; answer ``400`` with
+    ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.status = 400
+        self.reason = f"Bad Request: {reason}"
+
+
+def _event(value: str | None) -> tuple[str, str]:
+    """The package and ``id`` parameter of an ``Event`` header (RFC 6665 section 8.2.1)."""
+    if value is None:
+        # RFC 6665 section 4.2.1.1 allows a default package only where one is defined;
+        # the dialog package defines none.
+        raise SubscribeFieldsError("missing Event header")
+    package, _, rest = value.strip().partition(";")
+    try:
+        params = parse_params(";" + rest if rest else "")
+    except HeaderError as exc:
+        raise SubscribeFieldsError(f"malformed Event header: {exc}") from exc
+    return package.strip(), get_param(params, "id") or ""
+
+
+def subscribe_request(
+    request: SipRequest, *, extension: str, entity_uri: str, authenticated: bool
+) -> SubscribeRequest:
+    """The subscription fields of a parsed SUBSCRIBE.
+
+    ``extension`` (the watched resource, from the Request-URI) and ``entity_uri`` are
+    resolved by the caller, as is ``authenticated`` (the digest check).
+    """
+    if request.method != "SUBSCRIBE":
+        raise SubscribeFieldsError(f"{request.method} is not a SUBSCRIBE")
+    try:
+        from_ = request.from_
+        to = request.to
+        cseq = request.cseq
+        contacts = request.contacts()
+        record_route = tuple(str(r) for r in request.routes("Record-Route"))
+    except (HeaderError, ValueError) as exc:
+        raise SubscribeFieldsError(str(exc)) from exc
+    if not from_.tag:
+        raise SubscribeFieldsError("From has no tag (RFC 3261 section 8.1.1.3)")
+    if not contacts:
+        # RFC 6665 section 4.1.2.1: the Contact is the NOTIFYs' remote target.
+        raise SubscribeFieldsError("a SUBSCRIBE needs one Contact (RFC 6665 section 4.1.2.1)")
+    package, event_id = _event(request.headers.get("Event"))
+    expires_text = request.headers.get("Expires")
+    if expires_text is not None and not expires_text.strip().isdigit():
+        raise SubscribeFieldsError(f"malformed Expires {expires_text[:20]!r}")
+    return SubscribeRequest(
+        call_id=request.call_id,
+        from_tag=from_.tag,
+        to_tag=to.tag or None,
+        cseq=cseq.seq,
+        event=package,
+        event_id=event_id,
+        extension=extension,
+        entity_uri=entity_uri,
+        from_uri=from_.raw_uri,
+        to_uri=to.raw_uri,
+        contact=contacts[0].raw_uri,
+        authenticated=authenticated,
+        expires=None if expires_text is None else int(expires_text),
+        accept=tuple(request.headers.values("Accept")),
+        record_route=record_route,
+    )
+
+
+def subscribe_response(
+    request: SipRequest, outcome: SubscribeOutcome, *, contact: str
+) -> SipResponse:
+    """The response to ``request`` for ``outcome``.
+
+    A 200 establishes the subscription dialog, so it carries our tag, our ``contact``
+    and the Record-Route set of the request (RFC 3261 section 12.1.1).
+    """
+    response = response_to(request, outcome.status, outcome.reason, to_tag=outcome.local_tag)
+    if 200 <= outcome.status < 300:
+        for value in request.headers.get_all("Record-Route"):
+            response.headers.add("Record-Route", value)
+        response.headers.add("Contact", f"<{contact}>")
+    for name, value in outcome.headers:
+        response.headers.add(name, value)
+    return response
+
+
+def build_notify(
+    notify: NotifyToSend,
+    *,
+    via: Via,
+    contact: str,
+    max_forwards: int = DEFAULT_MAX_FORWARDS,
+) -> SipRequest:
+    """The NOTIFY request for ``notify`` within its subscription's dialog.
+
+    ``via`` is this hop's Via with a fresh branch (the transport layer's), ``contact``
+    our Contact URI. The Request-URI and Route set follow RFC 3261 section 12.2.1.1.
+    """
+    sub = notify.subscription
+    request_uri, routes = _target(sub.remote_target, sub.route_set)
+    headers = Headers()
+    headers.add("Via", str(via))
+    headers.add("Max-Forwards", str(max_forwards))
+    for route in routes:
+        headers.add("Route", route)
+    headers.add("From", f"<{sub.local_uri}>;tag={sub.key.local_tag}")
+    headers.add("To", f"<{sub.remote_uri}>;tag={sub.key.remote_tag}")
+    headers.add("Call-ID", sub.key.call_id)
+    headers.add("CSeq", f"{notify.cseq} NOTIFY")
+    headers.add("Contact", f"<{contact}>")
+    event = "dialog" if not sub.key.event_id else f"dialog;id={sub.key.event_id}"
+    headers.add("Event", event)
+    headers.add("Subscription-State", notify.subscription_state)
+    headers.add("Content-Type", notify.content_type)
+    return SipRequest(headers=headers, body=notify.body, method="NOTIFY", uri=request_uri)
+
+
+def _target(remote_target: str, route_set: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Request-URI and Route values for an in-dialog request (RFC 3261 section
+    12.2.1.1): loose routing when the first route has ``lr``, strict routing (the
+    first route as Request-URI, the remote target appended) when it has not."""
+    if not route_set:
+        return remote_target, []
+    first = parse_name_addr(route_set[0])
+    if first.uri is not None and first.uri.has_param("lr"):
+        return remote_target, list(route_set)
+    return first.raw_uri, [*route_set[1:], f"<{remote_target}>"]
