@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 from hotdesk_contracts.events import (
     Cause,
@@ -30,7 +31,14 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def _common(now: datetime, actor: str) -> dict[str, object]:
+class _Common(TypedDict):
+    event_id: str
+    at: datetime
+    cause: Cause
+    correlation_id: str
+
+
+def _common(now: datetime, actor: str) -> _Common:
     eid = uuid.uuid4().hex
     return {
         "event_id": eid,
@@ -41,7 +49,7 @@ def _common(now: datetime, actor: str) -> dict[str, object]:
 
 
 def logged_in(desk: str, user: str, minutes: float = 0, actor: str = "") -> LoggedIn:
-    return LoggedIn(desk=desk, user=user, **_common(at(minutes), actor or f"user:{user}"))  # type: ignore[arg-type]
+    return LoggedIn(desk=desk, user=user, **_common(at(minutes), actor or f"user:{user}"))
 
 
 def logged_out(
@@ -53,27 +61,27 @@ def logged_out(
 ) -> LoggedOut:
     return LoggedOut(
         desk=desk, user=user, reason=reason, **_common(at(minutes), actor or f"user:{user}")
-    )  # type: ignore[arg-type]
+    )
 
 
 def roamed(desk: str, from_user: str, user: str, minutes: float = 0) -> Roamed:
-    return Roamed(desk=desk, from_user=from_user, user=user, **_common(at(minutes), f"user:{user}"))  # type: ignore[arg-type]
+    return Roamed(desk=desk, from_user=from_user, user=user, **_common(at(minutes), f"user:{user}"))
 
 
 def pin_rejected(user: str, failures: int, minutes: float = 0) -> PinRejected:
     return PinRejected(
         user=user, desk="HD0001", failures=failures, **_common(at(minutes), "user:x")
-    )  # type: ignore[arg-type]
+    )
 
 
 def locked_out(user: str, until_minutes: float, minutes: float = 0) -> PinLockedOut:
     return PinLockedOut(
         user=user, desk="HD0001", until=at(until_minutes), **_common(at(minutes), "system:pin")
-    )  # type: ignore[arg-type]
+    )
 
 
 def lockout_cleared(user: str, minutes: float = 0) -> PinLockoutCleared:
-    return PinLockoutCleared(user=user, **_common(at(minutes), "admin:alice"))  # type: ignore[arg-type]
+    return PinLockoutCleared(user=user, **_common(at(minutes), "admin:alice"))
 
 
 def call_state(

@@ -47,15 +47,15 @@ async def test_ledger_projections_restart_without_double_applying_and_rebuild_th
     stored = await store.read(subjects.LEDGER_ALL)
     pairs = [(s.seq, s.event) for s in stored]
     for projection in (DeskSeats(), UserDirectory(), History()):
-        runner = ProjectionRunner(js, projection)  # type: ignore[var-type]
+        runner = ProjectionRunner(js, projection)  # type: ignore[misc]
         await runner.catch_up()
         first = await runner.items()
         await runner.stop()
         # A restarted replica with the same durable consumer finds nothing new to apply.
-        again = ProjectionRunner(js, projection)  # type: ignore[var-type]
+        again = ProjectionRunner(js, projection)  # type: ignore[misc]
         assert await again.catch_up() == 0
         assert await again.items() == first
-        assert first == fold(projection, pairs)  # type: ignore[arg-type]
+        assert first == fold(projection, pairs)  # type: ignore[misc]
         await again.rebuild()
         assert await again.items() == first
         await again.stop()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hotdesk_contracts.events import LogoutReason
-from hotdesk_contracts.messages import CallPhase
+from hotdesk_contracts.events import LedgerEvent, LogoutReason
+from hotdesk_contracts.messages import CallPhase, CallStateChanged
 from hotdesk_ledger.projection import fold
 from hotdesk_presence.projections import (
     BlfStates,
@@ -13,6 +13,7 @@ from hotdesk_presence.projections import (
     UserDirectory,
     bus_fold,
 )
+from hotdesk_presence.projections.desks import BusEvent
 from tests.presence.factories import (
     at,
     call_state,
@@ -28,7 +29,7 @@ from tests.presence.factories import (
 
 
 def test_a_login_seats_the_user_and_a_logout_frees_the_desk_with_reason_and_actor() -> None:
-    events = [logged_in("HD0001", "100", 1), logged_in("HD0002", "101", 2)]
+    events: list[LedgerEvent] = [logged_in("HD0001", "100", 1), logged_in("HD0002", "101", 2)]
     model = fold(DeskSeats(), enumerate(events, 1))
     assert model["HD0001"].user == "100"
     assert model["HD0001"].state == "logged_in"
@@ -51,7 +52,7 @@ def test_a_roam_hands_the_desk_to_the_new_user() -> None:
 
 
 def test_users_follow_their_desk_and_are_unbound_on_logout_or_roam() -> None:
-    events = [logged_in("HD0001", "100", 0), roamed("HD0001", "100", "101", 1)]
+    events: list[LedgerEvent] = [logged_in("HD0001", "100", 0), roamed("HD0001", "100", "101", 1)]
     model = fold(UserDirectory(), enumerate(events, 1))
     assert model["100"].desk is None
     assert model["101"].desk == "HD0001"
@@ -60,7 +61,7 @@ def test_users_follow_their_desk_and_are_unbound_on_logout_or_roam() -> None:
 
 
 def test_an_old_seat_left_elsewhere_does_not_unbind_the_users_new_desk() -> None:
-    events = [
+    events: list[LedgerEvent] = [
         logged_in("HD0001", "100", 0),
         logged_in("HD0002", "100", 1),
         logged_out("HD0001", "100", 1, LogoutReason.ELSEWHERE),
@@ -69,7 +70,11 @@ def test_an_old_seat_left_elsewhere_does_not_unbind_the_users_new_desk() -> None
 
 
 def test_lockout_is_recorded_with_until_and_cleared_by_an_admin() -> None:
-    events = [pin_rejected("100", 1), pin_rejected("100", 2), locked_out("100", 15, 1)]
+    events: list[LedgerEvent] = [
+        pin_rejected("100", 1),
+        pin_rejected("100", 2),
+        locked_out("100", 15, 1),
+    ]
     user = fold(UserDirectory(), enumerate(events, 1))["100"]
     assert user.failures == 2
     assert user.locked_until == at(15)
@@ -82,7 +87,7 @@ def test_lockout_is_recorded_with_until_and_cleared_by_an_admin() -> None:
 
 
 def test_history_keeps_every_event_per_desk_and_per_user_with_reason_and_actor() -> None:
-    events = [
+    events: list[LedgerEvent] = [
         logged_in("HD0001", "100", 0),
         roamed("HD0001", "100", "101", 1),
         logged_out("HD0001", "101", 2, LogoutReason.ADMIN, "admin:alice"),
@@ -102,14 +107,14 @@ def test_history_keeps_every_event_per_desk_and_per_user_with_reason_and_actor()
 
 
 def test_history_is_capped_per_key_keeping_the_newest() -> None:
-    events = [logged_in("HD0001", str(100 + i % 2), i) for i in range(30)]
+    events: list[LedgerEvent] = [logged_in("HD0001", str(100 + i % 2), i) for i in range(30)]
     entries = fold(History(cap=10), enumerate(events, 1))["desk.HD0001"].entries
     assert len(entries) == 10
     assert [e.seq for e in entries] == list(range(21, 31))
 
 
 def test_desk_status_tracks_registration_and_reprovision_outcomes() -> None:
-    events = [
+    events: list[BusEvent] = [
         registration("HD0001", "registered", 0),
         registration("HD0001", "refreshed", 5),
         registration("100", "registered", 5),
@@ -131,7 +136,7 @@ def test_desk_status_tracks_registration_and_reprovision_outcomes() -> None:
 def test_blf_goes_early_confirmed_terminated_with_increasing_versions_for_both_sides() -> None:
     phases = [CallPhase.TRYING, CallPhase.RINGING, CallPhase.ANSWERED, CallPhase.ENDED]
     seen: list[tuple[str, int]] = []
-    events = []
+    events: list[tuple[int, CallStateChanged]] = []
     for i, phase in enumerate(phases):
         events.append((i + 1, call_state("c1", phase, "101", "100")))
         model = bus_fold(BlfStates(), events)
@@ -147,7 +152,7 @@ def test_blf_goes_early_confirmed_terminated_with_increasing_versions_for_both_s
 
 
 def test_blf_shows_the_call_still_up_when_a_second_one_ends() -> None:
-    events = [
+    events: list[CallStateChanged] = [
         call_state("a", CallPhase.ANSWERED, "101", "100"),
         call_state("b", CallPhase.RINGING, "102", "100"),
         call_state("b", CallPhase.ENDED, "102", "100"),
