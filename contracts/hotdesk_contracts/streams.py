@@ -77,6 +77,18 @@ PROJECTIONS = KeyValueSpec(
     bucket="hotdesk_projections",
     description="Projection checkpoints: last applied ledger sequence.",
 )
+PROVISIONER = KeyValueSpec(
+    bucket="hotdesk_provisioner",
+    description=(
+        "Provisioner state shared by its replicas: the digest nonce key, reprovisions in"
+        " flight, phone vendors learned from requests."
+    ),
+)
+NONCE_COUNTS = KeyValueSpec(
+    bucket="hotdesk_nonce_counts",
+    description="Provisioning digest nonce counts seen, so no replica accepts a replayed nc.",
+    ttl_seconds=900.0,
+)
 KEY_VALUES: tuple[KeyValueSpec, ...] = (
     REGISTRATIONS,
     DIRECTORY,
@@ -85,6 +97,8 @@ KEY_VALUES: tuple[KeyValueSpec, ...] = (
     BLF,
     HISTORY,
     PROJECTIONS,
+    PROVISIONER,
+    NONCE_COUNTS,
 )
 
 PROMPTS = ObjectStoreSpec(bucket="hotdesk_prompts", description="Prompt sets (audio), versioned.")

@@ -3,17 +3,25 @@
 Triggers come from a durable consumer on the desk ledger shared by every replica (one
 replica acts on each event); each replica also follows the whole desk ledger with an
 ordered consumer so that whichever replica a phone reaches serves the newest state.
+
+Nothing here assumes it is the only replica or that it never restarts. A reprovision
+in flight lives in the ``hotdesk_provisioner`` bucket, not in this process: every
+replica hears every fetch (``ConfigServed``, published by whichever replica served it),
+every registration and every deadline, and moves the reprovision on by a
+compare-and-set on its key, so exactly one replica acts on each step. A restarted
+replica reads the bucket and carries on. Outcomes are published with a message id,
+so a replica that dies between publishing and recording publishes no duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import secrets
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +39,7 @@ from hotdesk_contracts.commands import SendCheckSync
 from hotdesk_contracts.events import LoggedIn, LoggedOut, Roamed
 from hotdesk_contracts.messages import (
     CheckSyncResult,
+    ConfigServed,
     RegistrationChanged,
     ReprovisionConfirmed,
     ReprovisionFailed,
@@ -42,12 +51,23 @@ from .reprovision import (
     Action,
     Confirmed,
     Failed,
+    Reprovision,
     ReprovisionTracker,
     SendNotify,
     TrackerSettings,
 )
 from .seats import DeskSeats
 from .server import ProvisioningServer, ServedFile
+from .state import (
+    CAS_ATTEMPTS,
+    ReprovisionStore,
+    SharedNonceCounts,
+    StateConflict,
+    StateError,
+    StateFollower,
+    open_bucket,
+    shared_nonce_key,
+)
 from .vendors import DEFAULT_NOTIFY_EVENT, plugin
 
 log = logging.getLogger("hotdesk.provisioner")
@@ -58,6 +78,10 @@ TRIGGER_CONSUMER = "hotdesk-provisioner-reprovision"
 _command_encoder = msgspec.json.Encoder()
 _registration_decoder = msgspec.json.Decoder(RegistrationChanged)
 _result_decoder = msgspec.json.Decoder(CheckSyncResult)
+_served_decoder = msgspec.json.Decoder(ConfigServed)
+
+Step = Callable[[ReprovisionTracker, float], list[Action]]
+"""One tracker input, applied to a tracker holding just the desk's reprovision."""
 
 
 class _Uvicorn(uvicorn.Server):
@@ -69,7 +93,8 @@ class _Uvicorn(uvicorn.Server):
 
 
 class Provisioner:
-    """Wires the HTTP server, the ledger consumers and the tracker for one process."""
+    """Wires the HTTP server, the ledger consumers and the shared reprovision state for
+    one replica."""
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -80,18 +105,23 @@ class Provisioner:
             settings=settings,
             sip=ctx.config.sip,
             seats=self.seats,
-            nonce_key=secrets.token_bytes(32),
+            # Replaced by the key every replica shares before the server takes requests.
+            nonce_key=b"",
             origin=ctx.instance_id,
             report_unknown=lambda seen: publish_unknown_device(ctx.js, seen),
             on_served=self._served,
+            on_learned=self._learned,
         )
-        self.tracker = ReprovisionTracker(
-            TrackerSettings(
-                retries=settings.retries,
-                retry_backoff_seconds=settings.retry_backoff_seconds,
-                stage_timeout_seconds=settings.stage_timeout_seconds,
-            )
+        self.settings = TrackerSettings(
+            retries=settings.retries,
+            retry_backoff_seconds=settings.retry_backoff_seconds,
+            stage_timeout_seconds=settings.stage_timeout_seconds,
         )
+        self._in_flight: dict[str, tuple[int, Reprovision]] = {}
+        """Every replica's reprovisions in flight by desk, with their key revision."""
+        self._revisions: dict[str, int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._store: ReprovisionStore | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -99,10 +129,19 @@ class Provisioner:
         """Serve until ``ctx.stopping`` is set."""
         ctx = self.ctx
         settings = ctx.config.provisioning
-        follower = await follow_desk_ledger(ctx.js, self.seats)
+        state = await open_bucket(ctx.js, streams.PROVISIONER)
+        self._store = ReprovisionStore(state, ctx.instance_id)
+        self.server.nonce_key = await shared_nonce_key(state)
+        self.server.nonce_counts = SharedNonceCounts(
+            await open_bucket(ctx.js, streams.NONCE_COUNTS)
+        )
+        follower = StateFollower(state, self._state_changed, self.server.learn)
+        await follower.start()
+        ledger = await follow_desk_ledger(ctx.js, self.seats)
         registrations = await ctx.nc.subscribe(
             subjects.EDGE_REGISTRATION_ALL, cb=self._registration
         )
+        served = await ctx.nc.subscribe(subjects.SERVED_ALL, cb=self._fetched)
         triggers = await ctx.js.pull_subscribe(
             subjects.LEDGER_DESKS,
             durable=TRIGGER_CONSUMER,
@@ -136,6 +175,7 @@ class Provisioner:
                 "listen": settings.listen,
                 "port": settings.port,
                 "tls": bool(settings.tls_cert),
+                "reprovisions_in_flight": len(self._in_flight),
             },
         )
         try:
@@ -148,13 +188,18 @@ class Provisioner:
             for task in workers:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for task in list(self._tasks):
-                task.cancel()
-            for sub in (follower, registrations):
+            for sub in (ledger, registrations, served):
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             with contextlib.suppress(Exception):
                 await triggers.unsubscribe()
+            await follower.stop()
+            # Outcomes and notifies already decided may finish; the state they left in
+            # the bucket is what the next replica starts from.
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=2.0)
+            for task in list(self._tasks):
+                task.cancel()
 
     # --- triggers ---------------------------------------------------------------------
     async def _consume_triggers(self, sub: JetStreamContext.PullSubscription) -> None:
@@ -183,10 +228,11 @@ class Provisioner:
         # The trigger may arrive before the follower saw the event: apply it here too
         # (by sequence, once) so the phone fetches the state the NOTIFY announces.
         self.seats.apply(event, msg.metadata.sequence.stream)
-        self.reprovision(event.desk)
+        await self.reprovision(event.desk)
 
-    def reprovision(self, desk_name: str) -> None:
-        """Render the desk's newest state and start tracking its reprovision."""
+    async def reprovision(self, desk_name: str) -> None:
+        """Render the desk's newest state and start its reprovision (superseding any
+        other in flight for the desk, whichever replica started that one)."""
         desk = self.ctx.directory.desk(desk_name)
         if desk is None:
             log.warning("ledger event for a desk not in the directory", extra={"desk": desk_name})
@@ -200,11 +246,43 @@ class Provisioner:
             "reprovision started",
             extra={"desk": desk_name, "reprovision_id": reprovision_id, "config_version": version},
         )
-        self._perform(self.tracker.start(desk_name, reprovision_id, version, event, time.time()))
+        tracker = ReprovisionTracker(self.settings)
+        actions = tracker.start(desk_name, reprovision_id, version, event, time.time())
+        started = tracker.get(desk_name)
+        assert started is not None
+        async with self._lock(desk_name):
+            revision = await self._require_store().save(started, last=None)
+            self._remember(desk_name, revision, started)
+        self._perform(actions)
 
     # --- inputs -------------------------------------------------------------------------
     def _served(self, served: ServedFile) -> None:
-        self._perform(self.tracker.fetched(served.desk, served.config_version, served.at))
+        message = ConfigServed(
+            at=datetime.fromtimestamp(served.at, UTC),
+            origin=self.ctx.instance_id,
+            desk=served.desk,
+            config_version=served.config_version,
+            filename=served.filename,
+        )
+        # Every replica hears it, this one included: the one holding the reprovision
+        # may be any of them.
+        self._spawn(
+            self.ctx.nc.publish(
+                subjects.config_served(served.desk), _command_encoder.encode(message)
+            )
+        )
+
+    def _learned(self, desk: str, vendor: str, model: str) -> None:
+        self._spawn(self._require_store().learn_vendor(desk, vendor, model))
+
+    async def _fetched(self, msg: Msg) -> None:
+        try:
+            served = _served_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        if served.desk in self._in_flight:
+            version, at = served.config_version, served.at.timestamp()
+            await self._step(served.desk, lambda t, now: t.fetched(served.desk, version, at))
 
     async def _registration(self, msg: Msg) -> None:
         try:
@@ -212,16 +290,95 @@ class Provisioner:
         except msgspec.DecodeError:
             return
         if change.kind in ("registered", "refreshed") and change.contacts:
-            self._perform(self.tracker.registered(change.aor, time.time()))
+            desk = change.aor
+            if desk in self._in_flight:
+                await self._step(desk, lambda t, now: t.registered(desk, now))
 
     async def _drive(self) -> None:
         while not self.ctx.stopping.is_set():
-            deadline = self.tracker.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            now = time.time()
+            deadlines = [
+                (r.deadline, desk)
+                for desk, (_, r) in self._in_flight.items()
+                if r.deadline is not None
+            ]
+            due = [desk for deadline, desk in deadlines if deadline <= now]
+            failed = False
+            for desk in due:
+                try:
+                    await self._step(desk, lambda t, now: t.tick(now))
+                except Exception:
+                    log.exception("reprovision deadline not handled", extra={"desk": desk})
+                    failed = True
+            if due and not failed:
+                continue
+            later = [deadline for deadline, _ in deadlines if deadline > now]
+            timeout = None if not later else max(0.0, min(later) - time.time())
+            if failed:
+                timeout = 1.0  # The bus is failing: try again soon, not in a busy loop.
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            self._perform(self.tracker.tick(time.time()))
+
+    # --- shared state -------------------------------------------------------------------
+    def _state_changed(self, desk: str, revision: int, current: Reprovision | None) -> None:
+        """A reprovision key changed (written by any replica, this one included)."""
+        self._remember(desk, revision, current)
+        self._wake.set()
+
+    def _remember(self, desk: str, revision: int, current: Reprovision | None) -> None:
+        # Revisions only move forward: a late copy of an older write (the follower
+        # trails this replica's own writes) must not bring an ended reprovision back.
+        seen = self._revisions.get(desk, 0)
+        if revision < seen or (revision == seen and current is not None):
+            return
+        self._revisions[desk] = revision
+        if current is None:
+            self._in_flight.pop(desk, None)
+        else:
+            self._in_flight[desk] = (revision, current)
+
+    def _lock(self, desk: str) -> asyncio.Lock:
+        return self._locks.setdefault(desk, asyncio.Lock())
+
+    def _require_store(self) -> ReprovisionStore:
+        if self._store is None:
+            raise StateError("the provisioner is not running: its state bucket is not open")
+        return self._store
+
+    async def _step(self, desk: str, step: Step) -> None:
+        """Apply one input to the desk's stored reprovision by compare-and-set; only the
+        replica whose write lands performs the resulting actions."""
+        store = self._require_store()
+        async with self._lock(desk):
+            for _ in range(CAS_ATTEMPTS):
+                before, revision = await store.load(desk)
+                if before is None:
+                    self._remember(desk, revision, None)
+                    return
+                tracker = ReprovisionTracker(self.settings)
+                tracker.restore(_copy(before))
+                actions = step(tracker, time.time())
+                after = tracker.get(desk)
+                if after == before and not actions:
+                    self._remember(desk, revision, before)
+                    return
+                outcomes = [a for a in actions if isinstance(a, Confirmed | Failed)]
+                for outcome in outcomes:
+                    # Before the write: a replica dying in between leaves the step to
+                    # another, whose publish the message id makes a duplicate.
+                    await self._publish_outcome(outcome)
+                try:
+                    if after is None:
+                        await store.remove(desk, last=revision)
+                        self._remember(desk, revision, None)
+                    else:
+                        self._remember(desk, await store.save(after, last=revision), after)
+                except StateConflict:
+                    continue
+                self._perform([a for a in actions if isinstance(a, SendNotify)])
+                return
+            log.warning("reprovision step contended, left to other replicas", extra={"desk": desk})
 
     # --- outputs ------------------------------------------------------------------------
     def _perform(self, actions: list[Action]) -> None:
@@ -259,10 +416,11 @@ class Provisioner:
                 },
             )
             status, contacts = 0, -1
-        self._perform(
-            self.tracker.notify_answered(
-                action.desk, action.reprovision_id, status, contacts, time.time()
-            )
+        await self._step(
+            action.desk,
+            lambda t, now: t.notify_answered(
+                action.desk, action.reprovision_id, status, contacts, now
+            ),
         )
 
     async def _publish_outcome(self, action: Confirmed | Failed) -> None:
@@ -299,7 +457,16 @@ class Provisioner:
                     "stage": action.stage,
                 },
             )
-        await self.ctx.js.publish(subjects.provisioning_event(action.desk), encode_message(message))
+        # One outcome per reprovision, whichever replicas publish it (JetStream dedupe).
+        await self.ctx.js.publish(
+            subjects.provisioning_event(action.desk),
+            encode_message(message),
+            headers={"Nats-Msg-Id": f"reprovision-{action.reprovision_id}"},
+        )
+
+
+def _copy(reprovision: Reprovision) -> Reprovision:
+    return dataclasses.replace(reprovision)
 
 
 async def serve(ctx: ServiceContext) -> None:

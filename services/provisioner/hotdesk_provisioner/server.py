@@ -92,9 +92,10 @@ class ProvisioningServer:
         self.seats = seats
         self.nonce_key = nonce_key
         """Signs digest nonces; replicas that share it accept each other's nonces."""
-        self._nonce_counts: NonceCounts = nonce_counts or LocalNonceCounts(
+        self.nonce_counts: NonceCounts = nonce_counts or LocalNonceCounts(
             horizon=nonce_lifetime_seconds + 60
         )
+        """The highest ``nc`` seen per nonce; shared between replicas to refuse replays."""
         self._on_learned = on_learned
         self._origin = origin
         self._report_unknown = report_unknown
@@ -261,7 +262,7 @@ class ProvisioningServer:
             # RFC 7616 §5.12: a captured request replayed with its nonce and nc is
             # refused, on whichever replica it lands.
             nc = parse_nc(creds.params["nc"])
-            if nc is None or not await self._nonce_counts.admit(creds.params["nonce"], nc, now):
+            if nc is None or not await self.nonce_counts.admit(creds.params["nonce"], nc, now):
                 log.warning(
                     "digest nonce count not above the last seen",
                     extra={"desk": desk.name, "client": self.client_address(request)},
