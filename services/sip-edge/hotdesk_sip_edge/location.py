@@ -40,6 +40,10 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
     source_host: str = ""
     source_port: int = 0
     """Where the REGISTER really came from (for phones behind NAT, RFC 3581)."""
+    behind_nat: bool = False
+    """The REGISTER's Via named another address than its source: requests to this
+    binding go to the source address, where the NAT binding is (as Kamailio's
+    ``fix_nated_register`` does)."""
     user_agent: str = ""
     edge: str = ""
 

@@ -291,7 +291,14 @@ class Proxy:
                 request.headers.add("Route", entry, first=True)
             first = parse_uri(_strip_angle(binding.path[0]))
             return next_hop(first, binding.transport)
-        return Source(binding.transport, binding.source_host, binding.source_port)
+        if binding.behind_nat or binding.transport != "UDP":
+            # Behind NAT the pinhole is at the REGISTER's source; over TCP/TLS the
+            # phone's connection is (RFC 5626 §5.3 reuses the flow it registered on).
+            return Source(binding.transport, binding.source_host, binding.source_port)
+        try:
+            return next_hop(parse_uri(binding.uri), binding.transport)
+        except UriError:
+            return Source(binding.transport, binding.source_host, binding.source_port)
 
     # --- CANCEL, ACK and in-dialog requests ---------------------------------------------
 

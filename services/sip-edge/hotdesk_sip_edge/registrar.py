@@ -52,6 +52,7 @@ def apply_register(
     source: Source,
     limits: RegisterLimits,
     edge: str = "",
+    behind_nat: bool = False,
 ) -> list[Binding]:
     """The bindings after ``request`` (RFC 3261 §10.3 steps 6-8).
 
@@ -117,6 +118,7 @@ def apply_register(
                     source_port=source.port,
                     user_agent=user_agent,
                     edge=edge,
+                    behind_nat=behind_nat,
                 )
             )
     return bindings
@@ -189,7 +191,13 @@ class Registrar:
             before = live(current, now)
             try:
                 bindings = apply_register(
-                    request, current, now=now, source=source, limits=self._limits, edge=self._edge
+                    request,
+                    current,
+                    now=now,
+                    source=source,
+                    limits=self._limits,
+                    edge=self._edge,
+                    behind_nat=_behind_nat(request, source),
                 )
             except RegisterRefused as refused:
                 response = response_to(
@@ -215,6 +223,17 @@ class Registrar:
             )
             return ok_response(request, bindings, now)
         return response_to(request, 500, "Server Internal Error", to_tag=_tag(request))
+
+
+def _behind_nat(request: SipRequest, source: Source) -> bool:
+    """Whether the phone's own idea of its address differs from where it is seen."""
+    try:
+        via = request.top_via
+    except (HeaderError, IndexError):
+        return False
+    if via.received is not None and via.received != via.host.strip("[]"):
+        return True
+    return via.rport is not None and via.rport != (via.port or 5060)
 
 
 def _change_kind(before: list[Binding], after: list[Binding]) -> str:

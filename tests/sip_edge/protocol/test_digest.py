@@ -57,7 +57,9 @@ def test_nonce_issued_by_any_replica_with_the_secret_is_valid_until_its_lifetime
     assert check_nonce(SECRET, nonce, 1_000_010.0, 300) is NonceState.VALID
     assert check_nonce(SECRET, nonce, 1_000_400.0, 300) is NonceState.STALE
     assert check_nonce(b"other", nonce, 1_000_010.0, 300) is NonceState.INVALID
-    assert check_nonce(SECRET, "zz." + nonce.split(".")[1], 1_000_010.0, 300) is NonceState.INVALID
+    tampered = "zz." + nonce.split(".", 1)[1]
+    assert check_nonce(SECRET, tampered, 1_000_010.0, 300) is NonceState.INVALID
+    assert make_nonce(SECRET, 1_000_000.0) != nonce
     assert check_nonce(SECRET, "garbage", 1_000_010.0, 300) is NonceState.INVALID
 
 

@@ -1,6 +1,6 @@
 """HTTP digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760).
 
-Nonces are stateless: ``<timestamp>.<HMAC(secret, timestamp)>``, so any edge replica
+Nonces are stateless: ``<timestamp>.<salt>.<HMAC(secret, timestamp.salt)>``, so any edge replica
 sharing the secret can verify a nonce another one issued, and a nonce older than its
 lifetime is answered with ``stale=true`` (RFC 7616 §3.3) so the phone retries with the
 fresh nonce without asking its user for a password.
@@ -12,6 +12,7 @@ import base64
 import enum
 import hashlib
 import hmac
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -39,22 +40,26 @@ def _mac(secret: bytes, stamp: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")
 
 
-def make_nonce(secret: bytes, now: float) -> str:
-    """A nonce for time ``now`` (seconds since the epoch)."""
+def make_nonce(secret: bytes, now: float, salt: str | None = None) -> str:
+    """A nonce for time ``now`` (seconds since the epoch). The random salt makes every
+    challenge unique, so nonce-counts of two challenges in one second never collide."""
     stamp = format(int(now), "x")
-    return f"{stamp}.{_mac(secret, stamp)}"
+    salt = secrets.token_hex(4) if salt is None else salt
+    return f"{stamp}.{salt}.{_mac(secret, f'{stamp}.{salt}')}"
 
 
 def check_nonce(secret: bytes, nonce: str, now: float, lifetime: float) -> NonceState:
     """Whether ``nonce`` was issued with ``secret`` and is younger than ``lifetime``."""
-    stamp, dot, mac = nonce.partition(".")
-    if not dot or not stamp or len(stamp) > 12:
+    parts = nonce.split(".")
+    if len(parts) != 3 or not parts[0] or len(parts[0]) > 12 or len(parts[1]) > 16:
         return NonceState.INVALID
+    stamp, salt, mac = parts
     try:
         issued = int(stamp, 16)
     except ValueError:
         return NonceState.INVALID
-    if not hmac.compare_digest(mac.encode("ascii", "replace"), _mac(secret, stamp).encode()):
+    expected = _mac(secret, f"{stamp}.{salt}").encode()
+    if not hmac.compare_digest(mac.encode("ascii", "replace"), expected):
         return NonceState.INVALID
     if issued > now + 5 or now - issued > lifetime:
         return NonceState.STALE
