@@ -1,0 +1,63 @@
+"""The benchmark's chart: completed vs offered rate, p99 delay and CPU per REGISTER for
+each registrar, one line each (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    ran = {n: t for n, t in results["targets"].items() if t.get("available")}
+    for i, (name, target) in enumerate(ran.items()):
+        steps = target["steps"]
+        rates = [s["offered_rate"] for s in steps]
+        colour = f"C{i}"
+        axes[0].plot(rates, [s["achieved_rate"] for s in steps], "o-", color=colour, label=name)
+        failed = [s for s in steps if not s["holds"]]
+        axes[0].plot(
+            [s["offered_rate"] for s in failed],
+            [s["achieved_rate"] for s in failed],
+            "x",
+            color="black",
+            markersize=10,
+        )
+        axes[1].plot(rates, [max(s["p99_ms"], 0.5) for s in steps], "o-", color=colour, label=name)
+        axes[2].plot(
+            rates, [s["cpu_us_per_register"] for s in steps], "o-", color=colour, label=name
+        )
+    top = max(
+        (s["offered_rate"] for t in ran.values() for s in t["steps"]),
+        default=1000,
+    )
+    axes[0].plot([0, top], [0, top], ":", color="grey", label="offered")
+    axes[0].axhline(
+        results["setup"]["target_per_second"], color="red", linestyle="--", label="target"
+    )
+    axes[0].set_title("completed REGISTER/s (x: step did not hold)")
+    axes[1].set_yscale("log")
+    axes[1].set_title("p99 REGISTER -> 200 delay (ms; < 1 ms drawn at 0.5)")
+    axes[2].set_title("registrar CPU per REGISTER (µs)")
+    axes[2].set_ylim(bottom=0)
+    for ax in axes:
+        ax.set_xlabel("offered REGISTER/s (digest auth, UDP)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    missing = [
+        f"{n}: {t['reason'][:90]}" for n, t in results["targets"].items() if not t.get("available")
+    ]
+    if missing:
+        fig.text(0.01, 0.01, "not available — " + "; ".join(missing), fontsize=8, color="darkred")
+    fig.suptitle(
+        f"Authenticated REGISTER, {results['setup']['users']} users, "
+        f"{results['setup']['step_seconds']} s per step, SIPp on the same machine"
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
