@@ -22,6 +22,7 @@ from hotdesk_sip_edge.blf.watch import (
     BlfValueError,
     BlfWatch,
     dialog_id,
+    expire_subscriptions,
     read_model_dialogs,
 )
 
@@ -247,3 +248,22 @@ async def test_a_failing_send_does_not_stop_the_watch(
     finally:
         stopping.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_the_expiry_loop_sends_final_notifies_and_stops_when_asked() -> None:
+    subs = Subscriptions(["100"])
+    _subscribe(subs, "100")  # expires at 600
+    clock = iter([599.0, 600.0])
+    finals: asyncio.Queue[NotifyToSend] = asyncio.Queue()
+    stopping = asyncio.Event()
+    task = asyncio.create_task(
+        expire_subscriptions(
+            subs, finals.put, stopping, every=0.01, clock=lambda: next(clock, 601.0)
+        )
+    )
+    final = await asyncio.wait_for(finals.get(), 10)
+    stopping.set()
+    await asyncio.wait_for(task, 10)
+    assert final.subscription_state == "terminated;reason=timeout"
+    assert len(subs) == 0
+    assert finals.empty()

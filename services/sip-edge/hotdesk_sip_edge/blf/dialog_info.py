@@ -9,7 +9,7 @@ captured Yealink NOTIFY bodies. Two interoperability rules shape it:
   NOTIFY without one, so an idle entity is shown as one terminated dialog with a stable
   id (:data:`IDLE_DIALOG_ID`);
 - ``call-id``, ``local-tag``, ``remote-tag`` and ``direction`` are written whenever they
-  are known: Polycom directed pickup from a BLF key needs them (RFC 4235 section 4.1.6.2
+  are known: Polycom directed pickup from a BLF key needs them (RFC 4235 section 4.1.1
   makes them optional, the phones do not).
 """
 
@@ -54,7 +54,7 @@ class Participant:
 
 @dataclass(frozen=True, slots=True)
 class Dialog:
-    """One ``<dialog>`` element (RFC 4235 section 4.1.2).
+    """One ``<dialog>`` element (RFC 4235 section 4.1.1).
 
     Empty strings mean "not known" and leave the attribute out.
     """
@@ -67,7 +67,7 @@ class Dialog:
     direction: Direction | None = None
     event: str = ""
     """The ``event`` attribute of ``<state>`` (``cancelled``, ``rejected``, ``local-bye``
-    …; RFC 4235 section 4.1.6.1)."""
+    …; RFC 4235 section 4.1.2)."""
     local: Participant | None = None
     remote: Participant | None = None
 
@@ -100,7 +100,7 @@ def _participant(tag: str, who: Participant) -> list[str]:
 
 def _dialog(dialog: Dialog) -> list[str]:
     if not dialog.id:
-        raise DialogInfoError("a dialog needs a non-empty id (RFC 4235 section 4.1.2)")
+        raise DialogInfoError("a dialog needs a non-empty id (RFC 4235 section 4.1.1)")
     if dialog.state not in _DIALOG_STATES:
         raise DialogInfoError(f"dialog state {dialog.state!r} is not one of RFC 4235's")
     if dialog.direction is not None and dialog.direction not in _DIRECTIONS:
@@ -172,7 +172,7 @@ def _parse_participant(element: ET.Element | None) -> Participant | None:
 def _parse_dialog(element: ET.Element) -> Dialog:
     dialog_id = element.get("id")
     if not dialog_id:
-        raise DialogInfoError("a <dialog> has no id attribute (RFC 4235 section 4.1.2)")
+        raise DialogInfoError("a <dialog> has no id attribute (RFC 4235 section 4.1.1)")
     state_el = _child(element, "state")
     if state_el is None:
         raise DialogInfoError(f"dialog {dialog_id!r} has no <state> element")

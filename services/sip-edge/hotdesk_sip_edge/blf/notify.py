@@ -28,8 +28,7 @@ class SubscribeFieldsError(ValueError):
 def _event(value: str | None) -> tuple[str, str]:
     """The package and ``id`` parameter of an ``Event`` header (RFC 6665 section 8.2.1)."""
     if value is None:
-        # RFC 6665 section 4.2.1.1 allows a default package only where one is defined;
-        # the dialog package defines none.
+        # RFC 6665 section 8.2.1: a SUBSCRIBE names its event package.
         raise SubscribeFieldsError("missing Event header")
     package, _, rest = value.strip().partition(";")
     try:
@@ -60,8 +59,8 @@ def subscribe_request(
     if not from_.tag:
         raise SubscribeFieldsError("From has no tag (RFC 3261 section 8.1.1.3)")
     if not contacts:
-        # RFC 6665 section 4.1.2.1: the Contact is the NOTIFYs' remote target.
-        raise SubscribeFieldsError("a SUBSCRIBE needs one Contact (RFC 6665 section 4.1.2.1)")
+        # The Contact is the remote target of our NOTIFYs (RFC 3261 section 12.1.1).
+        raise SubscribeFieldsError("a SUBSCRIBE needs a Contact (RFC 3261 section 12.1.1)")
     package, event_id = _event(request.headers.get("Event"))
     expires_text = request.headers.get("Expires")
     if expires_text is not None and not expires_text.strip().isdigit():

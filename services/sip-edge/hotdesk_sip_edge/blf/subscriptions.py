@@ -5,7 +5,7 @@ Pure: the SIP layer hands in the fields of a SUBSCRIBE it has already authentica
 NOTIFYs to send. Nothing here reads a clock, opens a socket or draws randomness except
 through the ``new_tag`` callable given to :class:`Subscriptions`.
 
-A subscription is a dialog (RFC 6665 section 4.1.2): Call-ID, the subscriber's tag, our
+A subscription is a dialog (RFC 6665 sections 4.1.2 and 8.2.1): Call-ID, the subscriber's tag, our
 tag, and the ``id`` parameter of ``Event``. Every NOTIFY carries the full state of the
 watched extension and the subscription's own ``version`` counter, which starts at 0 and
 grows by one per NOTIFY body (RFC 4235 section 4.1), independent of other subscriptions.
@@ -23,7 +23,7 @@ from .dialog_info import CONTENT_TYPE, Dialog, render
 
 EVENT_PACKAGE = "dialog"
 DEFAULT_EXPIRES = 3600
-"""RFC 4235 section 3.2: the default subscription duration for the dialog package."""
+"""RFC 4235 section 3.4: the default subscription duration for the dialog package."""
 
 TerminationReason = Literal["timeout", "noresource", "deactivated", "rejected"]
 """RFC 6665 section 4.1.3 reasons this notifier uses:
@@ -142,7 +142,7 @@ def _refuse(status: int, reason: str, *headers: tuple[str, str]) -> SubscribeOut
 
 def _accepts_dialog_info(accept: tuple[str, ...]) -> bool:
     if not accept:
-        return True  # RFC 6665 section 7.2.1: absent Accept means the package default
+        return True  # absent Accept: the package default, dialog-info (RFC 4235 section 3.5)
     wanted = {"*/*", "application/*", CONTENT_TYPE}
     return any(item.split(";", 1)[0].strip().lower() in wanted for item in accept)
 
@@ -287,7 +287,7 @@ class Subscriptions:
     def _notify(self, sub: Subscription, terminated: str | None, now: float) -> NotifyToSend:
         """The next NOTIFY of ``sub``; its counters advance in the returned copy."""
         if terminated is None:
-            # RFC 6665 section 4.1.3: expires is what is left, never more than granted.
+            # RFC 6665 section 4.2.2: expires is what is left, never more than granted.
             remaining = max(0, math.ceil(sub.expires_at - now))
             state = f"active;expires={remaining}"
         else:

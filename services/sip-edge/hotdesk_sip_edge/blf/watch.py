@@ -67,7 +67,7 @@ _decoder = msgspec.json.Decoder(_Stored)
 
 
 def dialog_id(call_id: str, local_tag: str) -> str:
-    """A stable ``<dialog id>`` for one side of a call (RFC 4235 section 4.1.2: unique
+    """A stable ``<dialog id>`` for one side of a call (RFC 4235 section 4.1.1: unique
     per dialog, the same in every NOTIFY about it)."""
     return hashlib.sha256(f"{call_id};{local_tag}".encode()).hexdigest()[:16]
 
