@@ -107,6 +107,7 @@ def test_too_brief_subscribe_is_answered_423_with_min_expires() -> None:
     assert (response.status, response.reason) == (423, "Interval Too Brief")
     assert response.headers.get("Min-Expires") == "60"
     assert response.headers.get("Contact") is None
+    assert response.to.tag  # RFC 3261 section 8.2.6.2
 
 
 def test_notify_goes_to_the_subscriber_contact_within_the_subscription_dialog() -> None:

@@ -319,3 +319,12 @@ def test_versions_and_cseqs_strictly_increase_and_nothing_follows_a_final_notify
             assert notify.version == 0
         assert parse(notify.body).version == notify.version
         last[key] = notify
+
+
+def test_refusals_of_new_subscriptions_carry_a_to_tag_but_refusals_in_dialog_do_not() -> None:
+    subs = _tags()
+    refused = subs.subscribe(_request("999"), now=0)
+    assert (refused.status, refused.local_tag) == (404, "t1")
+    stranger = _request(to_tag="gone", cseq=2)
+    in_dialog = subs.subscribe(stranger, now=0)
+    assert (in_dialog.status, in_dialog.local_tag) == (481, None)

@@ -64,8 +64,12 @@ def test_a_ringing_call_shows_as_early_with_tags_direction_and_both_parties() ->
         "ft",
         "tt",
     )
-    assert mine.local == Participant(identity="sip:100@pbx.example.com")
-    assert mine.remote == Participant(identity="sip:101@pbx.example.com")
+    assert mine.local == Participant(
+        identity="sip:100@pbx.example.com", target="sip:100@pbx.example.com"
+    )
+    assert mine.remote == Participant(
+        identity="sip:101@pbx.example.com", target="sip:101@pbx.example.com"
+    )
     (theirs,) = callee
     assert (theirs.direction, theirs.local_tag, theirs.remote_tag) == ("recipient", "tt", "ft")
     assert mine.id != theirs.id

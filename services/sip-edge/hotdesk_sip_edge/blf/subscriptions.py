@@ -197,9 +197,16 @@ class Subscriptions:
     def subscribe(self, request: SubscribeRequest, now: float) -> SubscribeOutcome:
         """Handle a SUBSCRIBE: a new subscription, a refresh or an unsubscribe.
 
-        A 200 comes with the NOTIFY RFC 6665 section 4.2.1.2 requires right after it:
-        the current state, or the final one for ``Expires: 0``.
+        A 200 comes with the NOTIFY RFC 6665 section 4.2.2 requires right after it: the
+        current state, or the final one for ``Expires: 0``. Every final response to a
+        SUBSCRIBE without a To tag carries a new ``local_tag`` (RFC 3261 section 8.2.6.2).
         """
+        outcome = self._decide(request, now)
+        if outcome.local_tag is None and request.to_tag is None:
+            outcome = replace(outcome, local_tag=self._new_tag())
+        return outcome
+
+    def _decide(self, request: SubscribeRequest, now: float) -> SubscribeOutcome:
         if request.event.lower() != EVENT_PACKAGE:
             # RFC 6665 section 4.2.1.1 (489 Bad Event) with the packages we do serve.
             return _refuse(489, "Bad Event", ("Allow-Events", EVENT_PACKAGE))

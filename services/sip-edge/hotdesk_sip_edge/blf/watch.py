@@ -80,9 +80,16 @@ def _dialog(ext: str, d: _ReadDialog, domain: str) -> Dialog:
         local_tag=d.local_tag,
         remote_tag=d.remote_tag,
         direction=d.direction or None,
-        local=Participant(identity=f"sip:{ext}@{domain}"),
-        remote=Participant(identity=f"sip:{d.remote}@{domain}") if d.remote else None,
+        # Targets as well as identities: Polycom picks up from the BLF key only when
+        # the NOTIFY names the remote target (the same shape Yealink notifiers send).
+        local=_party(ext, domain),
+        remote=_party(d.remote, domain) if d.remote else None,
     )
+
+
+def _party(user: str, domain: str) -> Participant:
+    uri = f"sip:{user}@{domain}"
+    return Participant(identity=uri, target=uri)
 
 
 def read_model_dialogs(data: bytes, domain: str) -> list[Dialog]:
