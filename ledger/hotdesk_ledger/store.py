@@ -186,9 +186,7 @@ class EventStore:
             if expected is not None:
                 hdrs["Nats-Expected-Last-Subject-Sequence"] = str(expected)
             try:
-                ack = await self.js.publish(
-                    subject, encode_event(event), headers=hdrs
-                )
+                ack = await self.js.publish(subject, encode_event(event), headers=hdrs)
             except APIError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     raise ConcurrencyConflict(subject, expected, exc.description or "") from exc
