@@ -143,6 +143,12 @@ def test_malformed_documents_are_refused_with_the_reason(body: bytes, reason: st
         parse(body)
 
 
+@pytest.mark.parametrize("char", ["\x00", "\x0b", "\ufffe", "\ud800"])
+def test_render_refuses_characters_xml_cannot_carry(char: str) -> None:
+    with pytest.raises(DialogInfoError, match="XML cannot carry"):
+        render("sip:a@b", 0, "full", [Dialog(id="1", state="early", call_id=f"x{char}")])
+
+
 def test_render_refuses_negative_versions_and_duplicate_ids() -> None:
     with pytest.raises(DialogInfoError, match="negative"):
         render("sip:a@b", -1, "full", [])
@@ -151,7 +157,11 @@ def test_render_refuses_negative_versions_and_duplicate_ids() -> None:
         render("sip:a@b", 0, "full", [dup, dup])
 
 
-_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12).map(str.strip)
+# Characters XML 1.0 can carry (section 2.2), leading/trailing space aside.
+_text = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"),
+    max_size=12,
+).map(str.strip)
 # A display name only exists as an attribute of <identity>.
 _participants = st.none() | st.builds(
     lambda identity, display, target: Participant(identity, display if identity else "", target),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotdesk_sip_edge.blf.dialog_info import Dialog, parse
+from hotdesk_sip_edge.blf.dialog_info import Dialog, DialogInfoError, parse
 from hotdesk_sip_edge.blf.subscriptions import (
     NotifyToSend,
     SubscribeRequest,
@@ -328,3 +328,18 @@ def test_refusals_of_new_subscriptions_carry_a_to_tag_but_refusals_in_dialog_do_
     stranger = _request(to_tag="gone", cseq=2)
     in_dialog = subs.subscribe(stranger, now=0)
     assert (in_dialog.status, in_dialog.local_tag) == (481, None)
+
+
+def test_dialogs_that_cannot_be_rendered_change_nothing() -> None:
+    subs = _tags()
+    subs.subscribe(_request(), now=0)
+    subs.state_changed("100", [CALL], now=1)
+    with pytest.raises(DialogInfoError):
+        subs.state_changed("100", [replace(CALL, call_id="bad\x00")], now=2)
+    (notify,) = subs.state_changed("100", [CALL], now=3)
+    assert notify.version == 2
+
+
+def test_an_entity_uri_xml_cannot_carry_is_a_bad_request() -> None:
+    outcome = _tags().subscribe(_request(entity_uri="sip:100@h\x0b"), now=0)
+    assert outcome.status == 400

@@ -15,6 +15,7 @@ captured Yealink NOTIFY bodies. Two interoperability rules shape it:
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -34,6 +35,8 @@ _DIALOG_STATES: frozenset[str] = frozenset(get_args(DialogState))
 _DOCUMENT_STATES: frozenset[str] = frozenset(get_args(DocumentState))
 _NS = "{" + NAMESPACE + "}"
 _EOL = "\r\n"
+# XML 1.0 section 2.2 Char: what a document may carry at all (no escape exists for the rest).
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class DialogInfoError(ValueError):
@@ -87,13 +90,24 @@ def idle_dialog() -> Dialog:
     return Dialog(id=IDLE_DIALOG_ID, state="terminated")
 
 
+def _checked(value: str) -> str:
+    bad = _NOT_XML_CHAR.search(value)
+    if bad:
+        raise DialogInfoError(f"{value[:40]!r} holds {bad.group()!r}, which XML cannot carry")
+    return value
+
+
+def _attr(value: str) -> str:
+    return quoteattr(_checked(value))
+
+
 def _participant(tag: str, who: Participant) -> list[str]:
     lines = [f"<{tag}>"]
     if who.identity:
-        display = f" display={quoteattr(who.display)}" if who.display else ""
-        lines.append(f"<identity{display}>{escape(who.identity)}</identity>")
+        display = f" display={_attr(who.display)}" if who.display else ""
+        lines.append(f"<identity{display}>{escape(_checked(who.identity))}</identity>")
     if who.target:
-        lines.append(f"<target uri={quoteattr(who.target)}/>")
+        lines.append(f"<target uri={_attr(who.target)}/>")
     lines.append(f"</{tag}>")
     return lines
 
@@ -116,8 +130,8 @@ def _dialog(dialog: Dialog) -> list[str]:
         )
         if value
     ]
-    head = "".join(f" {name}={quoteattr(value)}" for name, value in attrs)
-    event = f" event={quoteattr(dialog.event)}" if dialog.event else ""
+    head = "".join(f" {name}={_attr(value)}" for name, value in attrs)
+    event = f" event={_attr(dialog.event)}" if dialog.event else ""
     lines = [f"<dialog{head}>", f"<state{event}>{dialog.state}</state>"]
     if dialog.local is not None:
         lines += _participant("local", dialog.local)
@@ -125,6 +139,15 @@ def _dialog(dialog: Dialog) -> list[str]:
         lines += _participant("remote", dialog.remote)
     lines.append("</dialog>")
     return lines
+
+
+def check(dialogs: list[Dialog]) -> None:
+    """Raise :class:`DialogInfoError` if ``dialogs`` cannot be rendered."""
+    ids = [d.id for d in dialogs]
+    if len(set(ids)) != len(ids):
+        raise DialogInfoError("dialog ids must be unique within a document")
+    for dialog in dialogs:
+        _dialog(dialog)
 
 
 def render(entity_uri: str, version: int, state: DocumentState, dialogs: list[Dialog]) -> bytes:
@@ -139,13 +162,11 @@ def render(entity_uri: str, version: int, state: DocumentState, dialogs: list[Di
         raise DialogInfoError(f"document state {state!r} is not full/partial")
     if not entity_uri:
         raise DialogInfoError("the entity URI must not be empty (RFC 4235 section 4.1)")
-    ids = [d.id for d in dialogs]
-    if len(set(ids)) != len(ids):
-        raise DialogInfoError("dialog ids must be unique within a document")
+    check(dialogs)
     lines = [
         '<?xml version="1.0"?>',
         f"<dialog-info xmlns={quoteattr(NAMESPACE)} version={quoteattr(str(version))}"
-        f" state={quoteattr(state)} entity={quoteattr(entity_uri)}>",
+        f" state={quoteattr(state)} entity={_attr(entity_uri)}>",
     ]
     for dialog in dialogs or [idle_dialog()]:
         lines += _dialog(dialog)

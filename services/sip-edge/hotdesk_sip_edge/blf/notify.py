@@ -44,7 +44,10 @@ def subscribe_request(
     """The subscription fields of a parsed SUBSCRIBE.
 
     ``extension`` (the watched resource, from the Request-URI) and ``entity_uri`` are
-    resolved by the caller, as is ``authenticated`` (the digest check).
+    resolved by the caller, as is ``authenticated`` (the digest check). A refresh (To
+    has a tag) is addressed to our Contact, not to the extension: its ``extension`` and
+    ``entity_uri`` are ignored, the subscription keeps those it was created with.
+    Raises :class:`SubscribeFieldsError` for a SUBSCRIBE that cannot be served.
     """
     if request.method != "SUBSCRIBE":
         raise SubscribeFieldsError(f"{request.method} is not a SUBSCRIBE")

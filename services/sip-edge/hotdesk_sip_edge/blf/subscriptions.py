@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from .dialog_info import CONTENT_TYPE, Dialog, render
+from .dialog_info import CONTENT_TYPE, Dialog, DialogInfoError, check, render
 
 EVENT_PACKAGE = "dialog"
 DEFAULT_EXPIRES = 3600
@@ -230,6 +230,10 @@ class Subscriptions:
     def _create(self, request: SubscribeRequest, expires: int, now: float) -> SubscribeOutcome:
         if request.extension not in self.extensions:
             return _refuse(404, "Not Found")
+        try:
+            render(request.entity_uri, 0, "full", [])
+        except DialogInfoError as exc:
+            return _refuse(400, f"Bad Request: {exc}")
         key = SubscriptionKey(
             call_id=request.call_id,
             remote_tag=request.from_tag,
@@ -316,9 +320,12 @@ class Subscriptions:
     ) -> list[NotifyToSend]:
         """Record ``extension``'s dialogs and notify every live subscription to it.
 
-        Subscriptions already past their expiry are left to :meth:`expire`.
+        Subscriptions already past their expiry are left to :meth:`expire`. Dialogs that
+        cannot be rendered raise :class:`DialogInfoError` and change nothing.
         """
-        self._dialogs[extension] = tuple(dialogs)
+        shown = list(dialogs)
+        check(shown)
+        self._dialogs[extension] = tuple(shown)
         out: list[NotifyToSend] = []
         for sub in self.watching(extension):
             if sub.expires_at > now:

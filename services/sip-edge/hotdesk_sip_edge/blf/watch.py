@@ -23,7 +23,7 @@ from nats.js.kv import KeyValue
 
 from hotdesk_contracts import streams
 
-from .dialog_info import Dialog, Participant
+from .dialog_info import Dialog, DialogInfoError, Participant
 from .subscriptions import NotifyToSend, Subscriptions
 
 log = logging.getLogger(__name__)
@@ -169,18 +169,18 @@ class BlfWatch:
     async def apply(self, entry: KeyValue.Entry) -> list[NotifyToSend]:
         """Apply one bucket entry and send its NOTIFYs; returns them."""
         ext = entry.key
-        if entry.operation in _KV_DELETES or not entry.value:
-            dialogs: list[Dialog] = []  # a rebuilt read model starts from idle
-        else:
-            try:
+        try:
+            if entry.operation in _KV_DELETES or not entry.value:
+                dialogs: list[Dialog] = []  # a rebuilt read model starts from idle
+            else:
                 dialogs = read_model_dialogs(entry.value, self._domain)
-            except BlfValueError as exc:
-                log.error(
-                    "BLF value skipped",
-                    extra={"ext": ext, "revision": entry.revision, "error": str(exc)},
-                )
-                return []
-        notifies = self._subscriptions.state_changed(ext, dialogs, self._clock())
+            notifies = self._subscriptions.state_changed(ext, dialogs, self._clock())
+        except (BlfValueError, DialogInfoError) as exc:
+            log.error(
+                "BLF value skipped",
+                extra={"ext": ext, "revision": entry.revision, "error": str(exc)},
+            )
+            return []
         for notify in notifies:
             await self._deliver(notify)
         return notifies
