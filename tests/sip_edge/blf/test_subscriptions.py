@@ -258,7 +258,7 @@ _ops = st.lists(
 
 @settings(max_examples=200)
 @given(_ops)
-def test_versions_and_cseqs_strictly_increase_and_nothing_follows_a_final_notify(
+def test_versions_and_cseqs_increase_fan_out_reaches_live_watchers_and_nothing_follows_the_end(
     ops: list[tuple[str, object, int]],
 ) -> None:
     subs = _tags()
@@ -266,6 +266,7 @@ def test_versions_and_cseqs_strictly_increase_and_nothing_follows_a_final_notify
     made: list[NotifyToSend] = []
     sent: list[NotifyToSend] = []
     expected_expiry: dict[SubscriptionKey, float] = {}
+    watched: dict[str, set[str]] = {"100": set(), "101": set()}
     cseqs = itertools.count(2)
     for op, arg, value in ops:
         if op == "subscribe":
@@ -277,6 +278,7 @@ def test_versions_and_cseqs_strictly_increase_and_nothing_follows_a_final_notify
                 sent.append(outcome.notify)
                 if not outcome.notify.terminated:
                     expected_expiry[outcome.notify.subscription.key] = now + value
+                    watched[str(arg)].add(outcome.notify.subscription.key.call_id)
         elif op == "refresh" and made:
             first = made[int(str(arg)) % len(made)]
             outcome = subs.subscribe(_refresh(first, next(cseqs), value), now)
@@ -294,7 +296,12 @@ def test_versions_and_cseqs_strictly_increase_and_nothing_follows_a_final_notify
                 assert key not in expected_expiry or expected_expiry[key] <= now
         elif op == "change":
             dialogs = [replace(CALL, id=f"d{i}") for i in range(int(value))]
-            sent += subs.state_changed(str(arg), dialogs, now)
+            fanned = subs.state_changed(str(arg), dialogs, now)
+            live = {k for k, at in expected_expiry.items() if at > now}
+            assert {n.subscription.key for n in fanned} == {
+                k for k in live if k.call_id in watched[str(arg)]
+            }
+            sent += fanned
         elif op == "wait":
             now += int(str(arg))
         elif op == "expire":
@@ -307,6 +314,7 @@ def test_versions_and_cseqs_strictly_increase_and_nothing_follows_a_final_notify
     ended = {k for k, at in expected_expiry.items() if at <= now}
     assert {n.subscription.key for n in subs.expire(now)} == ended
     assert len(subs) == len(expected_expiry) - len(ended)
+    assert len(subs.watching("100")) + len(subs.watching("101")) == len(subs)
     last: dict[SubscriptionKey, NotifyToSend] = {}
     for notify in sent:
         key = notify.subscription.key

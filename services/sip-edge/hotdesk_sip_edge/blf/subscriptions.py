@@ -177,7 +177,23 @@ class Subscriptions:
         self.max_expires = max_expires
         self._new_tag = new_tag
         self._subs: dict[SubscriptionKey, Subscription] = {}
+        # Per-extension index: a call's state change reaches its watchers without a
+        # scan of every subscription on the edge.
+        self._by_ext: dict[str, dict[SubscriptionKey, None]] = {}
         self._dialogs: dict[str, tuple[Dialog, ...]] = {}
+
+    def _put(self, sub: Subscription) -> None:
+        self._subs[sub.key] = sub
+        self._by_ext.setdefault(sub.extension, {})[sub.key] = None
+
+    def _remove(self, key: SubscriptionKey) -> None:
+        sub = self._subs.pop(key, None)
+        if sub is None:
+            return
+        keys = self._by_ext[sub.extension]
+        del keys[key]
+        if not keys:
+            del self._by_ext[sub.extension]
 
     # --- queries -------------------------------------------------------------------
 
@@ -187,7 +203,7 @@ class Subscriptions:
 
     def watching(self, extension: str) -> list[Subscription]:
         """Every live subscription to ``extension``."""
-        return [s for s in self._subs.values() if s.extension == extension]
+        return [self._subs[key] for key in self._by_ext.get(extension, {})]
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -279,11 +295,11 @@ class Subscriptions:
 
     def _accepted(self, sub: Subscription, expires: int, now: float) -> SubscribeOutcome:
         if expires == 0:
-            self._subs.pop(sub.key, None)
+            self._remove(sub.key)
             notify = self._notify(sub, "terminated;reason=timeout", now)
         else:
             notify = self._notify(sub, None, now)
-            self._subs[sub.key] = notify.subscription
+            self._put(notify.subscription)
         return SubscribeOutcome(
             status=200,
             reason="OK",
@@ -330,7 +346,7 @@ class Subscriptions:
         for sub in self.watching(extension):
             if sub.expires_at > now:
                 notify = self._notify(sub, None, now)
-                self._subs[sub.key] = notify.subscription
+                self._put(notify.subscription)
                 out.append(notify)
         return out
 
@@ -355,8 +371,8 @@ class Subscriptions:
     def drop(self, key: SubscriptionKey) -> None:
         """Forget ``key`` without a NOTIFY: its NOTIFY was answered 481 or timed out
         (RFC 6665 section 4.2.2)."""
-        self._subs.pop(key, None)
+        self._remove(key)
 
     def _terminate(self, sub: Subscription, reason: TerminationReason, now: float) -> NotifyToSend:
-        del self._subs[sub.key]
+        self._remove(sub.key)
         return self._notify(sub, f"terminated;reason={reason}", now)
