@@ -19,11 +19,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
         steps = target["steps"]
         rates = [s["offered_rate"] for s in steps]
         colour = f"C{i}"
-        axes[0].plot(rates, [s["achieved_rate"] for s in steps], "o-", color=colour, label=name)
+        axes[0].plot(
+            rates, [max(s["achieved_rate"], 1.0) for s in steps], "o-", color=colour, label=name
+        )
         failed = [s for s in steps if not s["holds"]]
         axes[0].plot(
             [s["offered_rate"] for s in failed],
-            [s["achieved_rate"] for s in failed],
+            [max(s["achieved_rate"], 1.0) for s in failed],
             "x",
             color="black",
             markersize=10,
@@ -36,16 +38,19 @@ def chart(results: dict[str, Any], path: Path) -> None:
         (s["offered_rate"] for t in ran.values() for s in t["steps"]),
         default=1000,
     )
-    axes[0].plot([0, top], [0, top], ":", color="grey", label="offered")
+    bottom = min((s["offered_rate"] for t in ran.values() for s in t["steps"]), default=100)
+    axes[0].plot([bottom, top], [bottom, top], ":", color="grey", label="offered")
     axes[0].axhline(
         results["setup"]["target_per_second"], color="red", linestyle="--", label="target"
     )
     axes[0].set_title("completed REGISTER/s (x: step did not hold)")
+    axes[0].set_yscale("log")
     axes[1].set_yscale("log")
     axes[1].set_title("p99 REGISTER -> 200 delay (ms; < 1 ms drawn at 0.5)")
     axes[2].set_title("registrar CPU per REGISTER (µs)")
-    axes[2].set_ylim(bottom=0)
+    axes[2].set_yscale("log")
     for ax in axes:
+        ax.set_xscale("log")
         ax.set_xlabel("offered REGISTER/s (digest auth, UDP)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -323,6 +323,7 @@ class ExternalTarget:
     port: int
     pid: int | None = None
     description: str = "a registrar started outside the benchmark"
+    probe_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         # Load goes to this machine only.
@@ -331,7 +332,7 @@ class ExternalTarget:
 
     @contextlib.contextmanager
     def running(self, workdir: Path, users: Sequence[User]) -> Iterator[Registrar]:
-        if not sip_answers(self.host, self.port, 5):
+        if not sip_answers(self.host, self.port, self.probe_seconds):
             raise TargetUnavailable(f"nothing answers SIP at {self.host}:{self.port}")
         pid = self.pid
         yield Registrar(self.host, self.port, pids=lambda: [pid, *_children(pid)] if pid else [])
