@@ -29,7 +29,6 @@ import msgspec
 import uvicorn
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -206,7 +205,9 @@ class Provisioner:
         while not self.ctx.stopping.is_set():
             try:
                 msgs = await sub.fetch(batch=64, timeout=1.0)
-            except NatsTimeoutError:
+            except TimeoutError:
+                # nats-py raises its own TimeoutError or asyncio's, depending on where
+                # the wait ran out; both mean "nothing new".
                 continue
             for msg in msgs:
                 try:
@@ -405,7 +406,7 @@ class Provisioner:
             )
             result = _result_decoder.decode(reply.data)
             status, contacts = result.status, result.contacts
-        except (NoRespondersError, NatsTimeoutError, msgspec.DecodeError) as exc:
+        except (NoRespondersError, TimeoutError, msgspec.DecodeError) as exc:
             # No edge answered: a NOTIFY failure, retried like a phone that did not answer.
             log.warning(
                 "check-sync not sent",
@@ -435,10 +436,6 @@ class Provisioner:
                 config_version=action.config_version,
                 attempts=action.attempts,
             )
-            log.info(
-                "reprovision confirmed",
-                extra={"desk": action.desk, "reprovision_id": action.reprovision_id},
-            )
         else:
             message = ReprovisionFailed(
                 at=now,
@@ -449,20 +446,24 @@ class Provisioner:
                 attempts=action.attempts,
                 stage=action.stage,
             )
-            log.warning(
-                "reprovision failed",
-                extra={
-                    "desk": action.desk,
-                    "reprovision_id": action.reprovision_id,
-                    "stage": action.stage,
-                },
-            )
-        # One outcome per reprovision, whichever replicas publish it (JetStream dedupe).
-        await self.ctx.js.publish(
+        # One outcome per reprovision, whichever replicas publish it: JetStream drops
+        # a second publish with the same message id within the duplicate window.
+        ack = await self.ctx.js.publish(
             subjects.provisioning_event(action.desk),
             encode_message(message),
             headers={"Nats-Msg-Id": f"reprovision-{action.reprovision_id}"},
         )
+        if ack.duplicate:
+            return
+        extra = {
+            "desk": action.desk,
+            "reprovision_id": action.reprovision_id,
+            "attempts": action.attempts,
+        }
+        if isinstance(action, Confirmed):
+            log.info("reprovision confirmed", extra=extra)
+        else:
+            log.warning("reprovision failed", extra={**extra, "stage": action.stage})
 
 
 def _copy(reprovision: Reprovision) -> Reprovision:
