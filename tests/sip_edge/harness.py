@@ -171,6 +171,9 @@ async def run_sipp(
         "100",
         "-nostdin",
         "-trace_msg",
+        "-trace_err",
+        "-error_file",
+        str(tmp / f"{scenario}-{port}.err"),
         "-message_file",
         str(tmp / f"{scenario}-{port}.log"),
     ]
@@ -195,10 +198,12 @@ async def run_sipp(
         proc.kill()
         out, err = await proc.communicate()
     log = tmp / f"{scenario}-{port}.log"
+    errors = tmp / f"{scenario}-{port}.err"
     return SippResult(
         proc.returncode if proc.returncode is not None else -1,
         out.decode(errors="replace"),
-        err.decode(errors="replace"),
+        err.decode(errors="replace")
+        + (errors.read_text(errors="replace") if errors.exists() else ""),
         log.read_text(errors="replace") if log.exists() else "",
     )
 

@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 import msgspec
 
@@ -75,6 +76,19 @@ def response_target(via: Via, source: Source) -> Source:
     return Source("UDP", host, port)
 
 
+class DialogOwner(Protocol):
+    """Dialogs the edge terminates itself (the hot-desk IVR calls): their in-dialog
+    requests are served here instead of being proxied."""
+
+    def owns(self, request: SipRequest) -> bool:
+        """Whether ``request`` belongs to one of these dialogs."""
+        ...
+
+    async def in_dialog(self, request: SipRequest, source: Source) -> SipResponse | None:
+        """Serve the request (None: no response, as for ACK)."""
+        ...
+
+
 class SipEdge:
     """One edge instance."""
 
@@ -123,6 +137,8 @@ class SipEdge:
         self.logins = logins
         self.proxy: Proxy | None = None
         self._hotdesk = hotdesk
+        self.dialogs: DialogOwner | None = None
+        """In-dialog requests this owns go to it, not to the proxy."""
         self._locations = locations
         self._server_tx: dict[tuple[str, str, str], tuple[ServerTransaction, Source]] = {}
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
@@ -209,6 +225,10 @@ class SipEdge:
             branch = ""
             with contextlib.suppress(HeaderError, IndexError):
                 branch = message.top_via.branch or ""
+                if message.cseq.method == "CANCEL":
+                    # The answer to a CANCEL the edge sent is hop-by-hop (RFC 3261
+                    # §16.10): it shares the INVITE's branch but not its transaction.
+                    return
             entry = self._client_tx.get(branch)
             if entry is not None and not entry[0].receive(message.status, self._clock()):
                 if message.status >= 200 and entry[0].invite and message.status < 300:
@@ -254,6 +274,9 @@ class SipEdge:
                 self.transport.send_to(again, response_target(via, source))
             return
         if request.method == "ACK":
+            if self.dialogs is not None and self.dialogs.owns(request):
+                await self.dialogs.in_dialog(request, source)
+                return
             await self.proxy.in_dialog(request, source)
             return
         tx = ServerTransaction(request.method, now, reliable=source.transport != "UDP")
@@ -283,6 +306,8 @@ class SipEdge:
             return await self.registrar.handle(request, source, now)
         if method == "CANCEL":
             return await self.proxy.cancel(request, source)
+        if self.dialogs is not None and self.dialogs.owns(request):
+            return await self.dialogs.in_dialog(request, source)
         if in_dialog and method != "REGISTER":
             return await self.proxy.in_dialog(request, source)
         if method == "INVITE":

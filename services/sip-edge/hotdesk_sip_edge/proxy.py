@@ -388,16 +388,17 @@ class Proxy:
         if sent.invite and status >= 300:
             await self._ack_non_2xx(sent, response)
         relayed = SipResponse(response.headers.copy(), response.body, status, response.reason)
-        items = relayed.headers.items
-        for i, (name, _) in enumerate(items):
-            if name == "Via":
-                rest = vias[1:]
-                del items[i]
-                while i < len(items) and items[i][0] == "Via":
-                    del items[i]
-                for offset, via in enumerate(rest):
-                    items.insert(i + offset, ("Via", str(via)))
-                break
+        # RFC 3261 §16.7 step 3 removes the edge's Via; the rest must be the upstream
+        # request's Via stack, which the edge holds itself rather than trusting the
+        # downstream element to have echoed it intact.
+        upstream_vias = (
+            sent.upstream_request.headers.get_all("Via")
+            if sent.upstream_request is not None
+            else [str(via) for via in vias[1:]]
+        )
+        relayed.headers.remove("Via")
+        for offset, value in enumerate(upstream_vias):
+            relayed.headers.items.insert(offset, ("Via", value))
         self._net.send_response(relayed, sent.upstream)
         await self._call_progress(sent, response)
 

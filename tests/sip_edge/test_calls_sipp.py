@@ -1,0 +1,333 @@
+"""Calls through the edge with real SIPp on both ends: the idle-desk policy, emergency
+routing, identity presentation for a logged-in desk, routing to the desk a user sits
+at, CANCEL and BYE, over UDP and TCP, NAT and Path."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from pathlib import Path
+
+import msgspec
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from hotdesk_contracts.messages import CallPhase, CallStateChanged
+from hotdesk_sip_edge.sip.message import SipRequest, parse
+from tests.sip_edge.harness import (
+    DESK_PASSWORD,
+    EXT_PASSWORD,
+    Phone,
+    RunningEdge,
+    SippResult,
+    directory,
+    free_udp_port,
+    run_sipp,
+    running_edge,
+    seed_login,
+)
+
+
+async def _wait_bound(port: int) -> None:
+    """Wait until a SIPp UAS has bound its UDP port."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing bound 127.0.0.1:{port}")
+
+
+async def _call(
+    running: RunningEdge,
+    tmp: Path,
+    *,
+    caller: str,
+    password: str,
+    dialled: str,
+    uac: str = "uac_call.xml",
+    uas: str | None = "uas_answer.xml",
+    uas_port: int | None = None,
+    transport: str = "u1",
+) -> tuple[SippResult, SippResult | None]:
+    uas_task = None
+    if uas is not None:
+        assert uas_port is not None
+        uas_task = asyncio.create_task(
+            run_sipp(uas, running.port, tmp=tmp, port=uas_port, uas=True, timeout=15)
+        )
+        await _wait_bound(uas_port)
+    result = await run_sipp(
+        uac,
+        running.port,
+        tmp=tmp,
+        user=caller,
+        password=password,
+        service=dialled,
+        transport=transport,
+        keys={"caller": caller},
+        timeout=15,
+    )
+    uas_result = await uas_task if uas_task is not None else None
+    return result, uas_result
+
+
+async def _register_contact(running: RunningEdge, aor: str, password: str, port: int) -> None:
+    phone = Phone(running.port)
+    try:
+        response = await phone.register(
+            aor, password, contact=f"<sip:{aor}@127.0.0.1:{port}>", call_id=f"reg-{aor}"
+        )
+        assert response.status == 200
+    finally:
+        phone.close()
+
+
+def _phases(running: RunningEdge, party: str) -> list[CallPhase]:
+    return [
+        msgspec.json.decode(data, type=CallStateChanged).phase
+        for subject, data in running.published
+        if subject == f"hotdesk.edge.callstate.{party}"
+    ]
+
+
+async def test_idle_desk_may_not_call_an_outside_number(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    async with running_edge(js, nc, directory(trunk_port=free_udp_port())) as running:
+        result, _ = await _call(
+            running,
+            tmp_path,
+            caller="HD0002",
+            password=DESK_PASSWORD,
+            dialled="5551234",
+            uac="uac_forbidden.xml",
+            uas=None,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+        assert "403 Desk not logged in - only emergency calls allowed" in result.messages
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+async def test_idle_desk_emergency_call_reaches_the_emergency_trunk(
+    js: JetStreamContext, nc: Client, tmp_path: Path, transport: str
+) -> None:
+    trunk = free_udp_port()
+    async with running_edge(js, nc, directory(emergency_port=trunk)) as running:
+        result, uas = await _call(
+            running,
+            tmp_path,
+            caller="HD0002",
+            password=DESK_PASSWORD,
+            dialled="112",
+            uas_port=trunk,
+            transport=transport,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+        assert uas is not None
+        assert uas.returncode == 0, uas.stderr + uas.messages
+        assert re.search(r"INVITE sip:112@127\.0\.0\.1:\d+ SIP/2\.0", uas.messages)
+        assert _phases(running, "HD0002") == [
+            CallPhase.TRYING,
+            CallPhase.RINGING,
+            CallPhase.ANSWERED,
+            CallPhase.ENDED,
+        ]
+
+
+async def test_emergency_call_without_emergency_trunk_gets_503(
+    js: JetStreamContext, nc: Client
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        phone = Phone(running.port)
+        try:
+            invite = (
+                f"INVITE sip:112@127.0.0.1:{running.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{phone.port};branch=z9hG4bKe1\r\n"
+                "From: <sip:HD0001@127.0.0.1>;tag=a\r\nTo: <sip:112@127.0.0.1>\r\n"
+                "Call-ID: e1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+            challenge = await phone.request(invite.encode())
+            assert challenge.status == 407
+        finally:
+            phone.close()
+
+
+async def test_logged_in_desk_calls_as_its_user(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    callee = free_udp_port()
+    async with running_edge(js, nc, directory()) as running:
+        await seed_login(js, "HD0001", "100")
+        await asyncio.wait_for(running.follower.caught_up.wait(), 5)
+        for _ in range(50):
+            if running.logins.user_at.get("HD0001") == "100":
+                break
+            await asyncio.sleep(0.05)
+        await _register_contact(running, "101", EXT_PASSWORD, callee)
+        result, uas = await _call(
+            running,
+            tmp_path,
+            caller="HD0001",
+            password=DESK_PASSWORD,
+            dialled="101",
+            uas_port=callee,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+        assert uas is not None
+        assert uas.returncode == 0, uas.stderr + uas.messages
+        invite = uas.messages.split("INVITE sip:", 1)[1]
+        assert 'P-Asserted-Identity: "Alice Example" <sip:100@' in invite
+        assert 'From: "Alice Example" <sip:HD0001@' in invite
+        assert "Record-Route: <sip:127.0.0.1:" in invite
+        assert _phases(running, "100")[-1] is CallPhase.ENDED
+        assert _phases(running, "101")[0] is CallPhase.TRYING
+
+
+async def test_call_to_a_user_rings_the_desk_where_they_sit_over_tcp(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    desk_phone = free_udp_port()
+    async with running_edge(js, nc, directory()) as running:
+        await _register_contact(running, "HD0001", DESK_PASSWORD, desk_phone)
+        await seed_login(js, "HD0001", "100")
+        for _ in range(100):
+            if running.logins.desk_of.get("100") == "HD0001":
+                break
+            await asyncio.sleep(0.05)
+        result, uas = await _call(
+            running,
+            tmp_path,
+            caller="101",
+            password=EXT_PASSWORD,
+            dialled="100",
+            uas_port=desk_phone,
+            transport="t1",
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+        assert uas is not None
+        assert uas.returncode == 0, uas.stderr + uas.messages
+        assert "INVITE sip:HD0001@127.0.0.1:" in uas.messages
+
+
+async def test_user_neither_registered_nor_logged_in_gets_480(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        result, _ = await _call(
+            running,
+            tmp_path,
+            caller="101",
+            password=EXT_PASSWORD,
+            dialled="100",
+            uac="uac_unavailable.xml",
+            uas=None,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+
+
+async def test_hotdesk_code_without_the_media_path_gets_480(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        result, _ = await _call(
+            running,
+            tmp_path,
+            caller="HD0002",
+            password=DESK_PASSWORD,
+            dialled="*77*100*",
+            uac="uac_unavailable.xml",
+            uas=None,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+
+
+async def test_caller_cancels_while_it_rings(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    callee = free_udp_port()
+    async with running_edge(js, nc, directory()) as running:
+        await _register_contact(running, "101", EXT_PASSWORD, callee)
+        result, uas = await _call(
+            running,
+            tmp_path,
+            caller="100",
+            password="ext-secret-100",
+            dialled="101",
+            uac="uac_cancel.xml",
+            uas="uas_cancelled.xml",
+            uas_port=callee,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+        assert uas is not None
+        assert uas.returncode == 0, uas.stderr + uas.messages
+        assert _phases(running, "101")[-1] is CallPhase.ENDED
+
+
+async def test_phone_behind_nat_is_reached_where_its_register_came_from(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        phone = Phone(running.port)
+        try:
+            # Via and Contact name an address that does not reach the phone.
+            response = await phone.register(
+                "HD0001", DESK_PASSWORD, via_host="127.0.0.2", via_port=5999, rport=True
+            )
+            assert response.status == 200
+            call = asyncio.create_task(
+                run_sipp(
+                    "uac_call.xml",
+                    running.port,
+                    tmp=tmp_path,
+                    user="101",
+                    password=EXT_PASSWORD,
+                    service="HD0001",
+                    keys={"caller": "101"},
+                    timeout=5,
+                )
+            )
+            message = parse(await phone.recv(10))
+            assert isinstance(message, SipRequest)
+            assert message.method == "INVITE"
+            assert message.uri == "sip:HD0001@127.0.0.2:5999"
+            call.cancel()
+        finally:
+            phone.close()
+
+
+async def test_calls_to_a_desk_registered_through_an_sbc_go_through_it(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    sbc = free_udp_port()
+    async with running_edge(js, nc, directory()) as running:
+        reg = await run_sipp(
+            "register_via_sbc.xml",
+            running.port,
+            tmp=tmp_path,
+            user="HD0001",
+            password=DESK_PASSWORD,
+            service="HD0001",
+            keys={"sbc_port": str(sbc), "phone_port": "5999"},
+        )
+        assert reg.returncode == 0, reg.stderr + reg.messages
+        bindings, _ = await running.locations.load("HD0001")
+        assert bindings[0].path == [f"<sip:127.0.0.1:{sbc};lr>"]
+        result, uas = await _call(
+            running,
+            tmp_path,
+            caller="101",
+            password=EXT_PASSWORD,
+            dialled="HD0001",
+            uas_port=sbc,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+        assert uas is not None
+        assert uas.returncode == 0, uas.stderr + uas.messages
+        invite = uas.messages.split("INVITE sip:", 1)[1]
+        assert invite.startswith("HD0001@127.0.0.1:5999")
+        assert f"Route: <sip:127.0.0.1:{sbc};lr>" in invite
