@@ -97,7 +97,8 @@ class Projection(Protocol[T]):
     bucket: str
     """The KV bucket the read model lives in (owned by this projection alone)."""
     filter_subjects: Sequence[str]
-    """Ledger subjects to read, e.g. ``[subjects.LEDGER_DESKS]``."""
+    """Ledger subjects to read, e.g. ``[subjects.LEDGER_DESKS]`` (wildcards allowed).
+    Matched by the runner, not the server: see ``_ensure_consumer``."""
     value_type: type[T]
     """The msgspec-encodable type of a key's value (usually a frozen Struct)."""
 
@@ -499,7 +500,9 @@ class ProjectionRunner(Generic[T]):
         """Apply events as they arrive until ``stopping`` is set.
 
         Survives nats-server restarts and reconnects: a failed pull or write is logged
-        and retried after a short pause (nothing is acked that was not written).
+        and retried after a short pause (nothing is acked that was not written). An
+        exception from the projection itself ends the run: its batch stays unacked
+        and is redelivered, after ``ack_wait``, to whichever runner pulls next.
         """
         while not stopping.is_set():
             try:

@@ -1,0 +1,1 @@
+"""Ledger benchmark: appends with optimistic concurrency, projection replay, codecs."""
