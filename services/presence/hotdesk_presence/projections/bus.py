@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js import api as js_api
@@ -158,7 +159,8 @@ class BusProjectionRunner(Generic[T, E]):
         while not stopping.is_set():
             try:
                 await self.process()
-            except (*_RETRYABLE, JetStreamError) as exc:
+            except (*_RETRYABLE, JetStreamError, NatsError) as exc:
+                # Reconnecting, a restarted server, a consumer being recreated: retry.
                 log.warning(
                     "bus projection paused on a NATS error",
                     extra={"projection": self.fold.name, "error": repr(exc)},
