@@ -1,0 +1,243 @@
+"""The real hot-desk system in-process on free loopback ports: the sip-edge and the IVR
+services' ``serve(ctx)`` against the test's nats-server, and SIPp desks driving it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from hotdesk_contracts import subjects
+from hotdesk_contracts.directory import Config, Desk, Extension, SipSettings
+from hotdesk_contracts.events import LedgerEvent
+from hotdesk_ivr import main as ivr_main
+from hotdesk_ivr import prompts
+from hotdesk_ledger.store import EventStore
+from hotdesk_runtime.config import hash_secret
+from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.nats import ensure_jetstream
+from hotdesk_sip_edge import main as edge_main
+from hotdesk_sip_edge.media import g711, wav
+from tests.sip_edge.media.pcap import DTMF_CAPTURES
+from tests.support.natsserver import free_port
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+DESK_PASSWORD = "desk-secret-e2e"
+PINS = {"100": "1234", "101": "4321"}
+EDGE_ID = "edge-e2e"
+
+
+def free_udp_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def config(sip_port: int, rtp: tuple[int, int], *, logout_key_uri: str = "") -> Config:
+    """Desks HD0001/HD0002 and users 100/101 with hashed PINs; SIP on loopback."""
+    return Config(
+        extensions=[
+            Extension(number="100", name="Ann Example", pin_hash=hash_secret(PINS["100"])),
+            Extension(number="101", name="Bob Example", pin_hash=hash_secret(PINS["101"])),
+        ],
+        desks=[
+            Desk(name="HD0001", mac="001565000001", sip_password=DESK_PASSWORD),
+            Desk(name="HD0002", mac="001565000002", sip_password=DESK_PASSWORD),
+        ],
+        sip=SipSettings(
+            listen="127.0.0.1",
+            advertised_host="127.0.0.1",
+            port=sip_port,
+            rtp_port_min=rtp[0],
+            rtp_port_max=rtp[1],
+            min_expires=1,
+            logout_key_uri=logout_key_uri,
+        ),
+    )
+
+
+@dataclass
+class System:
+    sip_port: int
+    config: Config
+    js: JetStreamContext
+
+    async def ledger(self, subject: str) -> list[LedgerEvent]:
+        events, _ = await EventStore(self.js).load(subject)
+        return list(events)
+
+    async def desk_ledger(self, desk: str) -> list[LedgerEvent]:
+        return await self.ledger(subjects.desk_ledger(desk))
+
+
+async def _edge_answers(port: int) -> None:
+    """Wait until the edge answers an OPTIONS on its UDP port."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    options = (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{sock.getsockname()[1]};branch=z9hG4bKprobe\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\n"
+        "Call-ID: probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    try:
+        for _ in range(100):
+            await loop.sock_sendto(sock, options, ("127.0.0.1", port))
+            try:
+                await asyncio.wait_for(loop.sock_recv(sock, 65535), 0.1)
+                return
+            except TimeoutError:
+                continue
+        raise AssertionError("the edge never answered")
+    finally:
+        sock.close()
+
+
+def _context(name: str, cfg: Config, nc: Client, js: JetStreamContext) -> ServiceContext:
+    return ServiceContext(
+        name=name,
+        instance_id=EDGE_ID if name == "sip-edge" else f"{name}-e2e",
+        config=cfg,
+        config_path=None,
+        nc=nc,
+        js=js,
+        log=logging.getLogger(f"e2e.{name}"),
+    )
+
+
+@asynccontextmanager
+async def running_system(
+    nc: Client, js: JetStreamContext, rtp: tuple[int, int], *, logout_key_uri: str = ""
+) -> AsyncIterator[System]:
+    """The IVR and the edge, each its service's own ``serve(ctx)``, until the block ends."""
+    await ensure_jetstream(js)
+    port = free_udp_port()
+    cfg = config(port, rtp, logout_key_uri=logout_key_uri)
+    ivr_ctx = _context("ivr", cfg, nc, js)
+    edge_ctx = _context("sip-edge", cfg, nc, js)
+    ivr_task = asyncio.create_task(ivr_main.serve(ivr_ctx))
+    for _ in range(500):
+        if {r.state for r in await prompts.status(js)} == {prompts.OK}:
+            break
+        await asyncio.sleep(0.02)
+    edge_task = asyncio.create_task(edge_main.serve(edge_ctx))
+    try:
+        await _edge_answers(port)
+        await asyncio.sleep(0.2)  # the IVR's subscriptions are in place
+        yield System(port, cfg, js)
+    finally:
+        edge_ctx.stopping.set()
+        ivr_ctx.stopping.set()
+        await asyncio.wait_for(edge_task, 10)
+        await asyncio.wait_for(ivr_task, 10)
+
+
+def digits_steps(digits: str, *, gap_ms: int = 400) -> str:
+    """SIPp steps replaying one RFC 2833 capture per digit; ``|`` pauses 2 s (the IVR
+    checks a PIN before it takes digits again)."""
+    steps = []
+    for digit in digits:
+        if digit == "|":
+            steps.append('  <pause milliseconds="2500"/>')
+            continue
+        steps.append(
+            f'  <nop><action><exec play_pcap_audio="{DTMF_CAPTURES[digit]}"/></action></nop>\n'
+            f'  <pause milliseconds="{gap_ms}"/>'
+        )
+    return "\n".join(steps)
+
+
+@dataclass
+class SippRun:
+    returncode: int
+    stderr: str
+    messages: str
+
+
+async def sipp_desk_call(
+    system: System,
+    tmp: Path,
+    *,
+    desk: str,
+    dial: str,
+    digits: str,
+    rtp_listener: int,
+    name: str = "call",
+) -> SippRun:
+    """A SIPp desk registers, dials ``dial`` and types ``digits``; bounded by its own
+    ``-timeout``."""
+    text = (SCENARIOS / "desk_call.xml").read_text().replace("@DIGITS@", digits_steps(digits))
+    scenario = tmp / f"{name}.xml"
+    scenario.write_text(text)
+    log = tmp / f"{name}-messages.log"
+    proc = await asyncio.create_subprocess_exec(
+        "sipp",
+        f"127.0.0.1:{system.sip_port}",
+        "-sf",
+        str(scenario),
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_udp_port()),
+        "-mp",
+        str(free_udp_port()),
+        "-au",
+        desk,
+        "-ap",
+        DESK_PASSWORD,
+        "-key",
+        "desk",
+        desk,
+        "-key",
+        "dial",
+        dial,
+        "-key",
+        "rtp",
+        str(rtp_listener),
+        "-timeout",
+        "40s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_msg",
+        "-message_file",
+        str(log),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=tmp,
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 50)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return SippRun(
+        proc.returncode if proc.returncode is not None else -1,
+        err.decode(errors="replace"),
+        log.read_text(errors="replace") if log.exists() else "",
+    )
+
+
+def prompt_codes(prompt_id: str) -> bytes:
+    """The μ-law the edge sends for a bundled prompt."""
+    bundled = next(p for p in prompts.bundled() if p.prompt_id == prompt_id)
+    return g711.ulaw_encode(wav.parse(bundled.path.read_bytes()).data)
