@@ -28,7 +28,15 @@ from hotdesk_provisioner.main import Provisioner
 from hotdesk_provisioner.state import open_bucket
 from hotdesk_runtime.context import ServiceContext
 from tests.provisioner.samples import DIRECTORY, VENDOR_DESKS
-from tests.provisioner.test_service import AUTH, YEALINK_UA, FakeEdge, config, registered
+from tests.provisioner.test_service import (
+    AUTH,
+    YEALINK_UA,
+    FakeEdge,
+    append,
+    config,
+    logged_in,
+    registered,
+)
 from tests.support.natsserver import free_port
 
 CISCO_UA = "Cisco-CP-7832-3PCC/11.0.1 (00562b043615)"
@@ -245,3 +253,30 @@ async def test_a_restarted_replica_remembers_a_learned_vendor(
         await after.reprovision("HD0006")
         await asyncio.wait_for(edge.received.wait(), 10)
     assert edge.commands[0].event == "resync"
+
+
+async def test_a_login_on_the_ledger_is_confirmed_whichever_replica_takes_it(
+    nc: Client, js: JetStreamContext
+) -> None:
+    edge = FakeEdge()
+    await nc.subscribe(subjects.EDGE_COMMAND_ANY, queue="edges", cb=edge.handle)
+    async with (
+        replica(nc, js, config(free_port()), "provisioner-a"),
+        replica(nc, js, config(free_port()), "provisioner-b") as (b, base_b),
+    ):
+        await append(js, logged_in("101"))
+        await asyncio.wait_for(edge.received.wait(), 10)
+        for _ in range(200):
+            if b.seats.user_at("HD0001") == "101":
+                break
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=base_b, auth=AUTH) as http:
+            fetched = await http.get("/805ec0123456.cfg", headers={"User-Agent": YEALINK_UA})
+        assert b"account.1.label = 101 Bob & Co" in fetched.content
+        await wait_for_stage(js, "HD0001", "register")
+        await registered(nc, "HD0001")
+        found = await outcomes(js, "HD0001")
+    assert len(found) == 1
+    assert isinstance(found[0], ReprovisionConfirmed)
+    assert found[0].config_version == fetched.headers["ETag"].strip('"')
+    assert len(edge.commands) == 1
