@@ -8,6 +8,9 @@ server and reprovision tracking.
   ``config_version(files)``, ``check_templates(directory)``.
 - :mod:`.server`: the ASGI provisioning server (``ProvisioningServer(...).app``).
 - :mod:`.reprovision`: the pure tracker (NOTIFY answered -> fetched -> re-registered).
+- :mod:`.nonces`: digest nonce counts (a replayed ``nc`` is refused).
+- :mod:`.state`: what replicas share in KV — the nonce key, nonce counts, reprovisions
+  in flight, learned vendors — so any replica serves, confirms and survives restarts.
 - :mod:`.main`: ``serve(ctx)``, wiring all of it to NATS and uvicorn.
 
 Regenerate the golden files after a deliberate template change with
