@@ -201,6 +201,53 @@ def test_fold_leaves_out_events_the_projection_has_no_key_for() -> None:
     }
 
 
+class CancellingOccupancy(DeskOccupancy):
+    """Has the runner's task cancelled on the n-th apply, in the middle of a batch."""
+
+    def __init__(self, cancel_at: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.cancel_at = cancel_at
+        self.task: asyncio.Task[None] | None = None
+
+    def apply(
+        self, key: str, current: Occupancy | None, event: LedgerEvent, seq: int
+    ) -> Occupancy | None:
+        self.calls += 1
+        if self.calls == self.cancel_at and self.task is not None:
+            self.task.cancel()  # lands at the runner's next await: its KV writes
+        return super().apply(key, current, event, seq)
+
+
+async def test_a_runner_task_cancelled_mid_batch_applies_nothing_twice_after_restart(
+    js: JetStreamContext,
+) -> None:
+    store = EventStore(js)
+    await store.ensure_stream()
+    ledger = Ledger(store)
+    await seat_and_free(ledger, 5)
+    cancelling = CancellingOccupancy(cancel_at=50)
+    first = ProjectionRunner(js, cancelling, batch_size=100, write_concurrency=2, ack_wait=1.0)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(first.run(stopping))
+    cancelling.task = task
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(20):
+            await task
+    await first.stop()
+    assert 0 < len(await first.items()) < len(DESKS)
+
+    await seat_and_free(ledger, 1, offset=5)
+    projection = DeskOccupancy()
+    second = ProjectionRunner(js, projection, batch_size=100, write_concurrency=2, ack_wait=1.0)
+    async with asyncio.timeout(30):
+        await second.catch_up()
+    model = await second.items()
+    assert model == await ledger_fold(store, projection)
+    assert all(v.events == 12 for v in model.values())
+    await second.stop()
+
+
 def test_subjects_match_like_nats_wildcards() -> None:
     assert subject_matches("hotdesk.ledger.desk.HD0001", subjects.LEDGER_DESKS)
     assert not subject_matches("hotdesk.ledger.user.100", subjects.LEDGER_DESKS)
