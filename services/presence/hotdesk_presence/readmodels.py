@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import msgspec
@@ -57,12 +58,8 @@ class ReadModels:
             keys = await kv.keys()
         except NoKeysError:
             return {}
-        out: dict[str, T] = {}
-        for key in keys:
-            value = await self._get(kv, key, value_type, bus)
-            if value is not None:
-                out[key] = value
-        return out
+        values = await asyncio.gather(*(self._get(kv, k, value_type, bus) for k in keys))
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
 
     async def _get(self, kv: KeyValue, key: str, value_type: type[T], bus: bool) -> T | None:
         try:
