@@ -280,3 +280,26 @@ async def test_a_login_on_the_ledger_is_confirmed_whichever_replica_takes_it(
     assert isinstance(found[0], ReprovisionConfirmed)
     assert found[0].config_version == fetched.headers["ETag"].strip('"')
     assert len(edge.commands) == 1
+
+
+async def test_a_restarted_replica_serves_the_seated_config_its_reprovision_expects(
+    nc: Client, js: JetStreamContext
+) -> None:
+    edge = FakeEdge()
+    await nc.subscribe(subjects.EDGE_COMMAND_ANY, queue="edges", cb=edge.handle)
+    port = free_port()
+    async with replica(nc, js, config(port), "provisioner-before"):
+        await append(js, logged_in("101"))
+        await asyncio.wait_for(edge.received.wait(), 10)
+        await wait_for_stage(js, "HD0001", "fetch")
+    async with replica(nc, js, config(port), "provisioner-after") as (_, base):
+        # Fetched the moment the new replica answers: it has replayed the ledger.
+        async with httpx.AsyncClient(base_url=base, auth=AUTH) as http:
+            fetched = await http.get("/805ec0123456.cfg", headers={"User-Agent": YEALINK_UA})
+        assert b"account.1.label = 101 Bob & Co" in fetched.content
+        await wait_for_stage(js, "HD0001", "register")
+        await registered(nc, "HD0001")
+        found = await outcomes(js, "HD0001")
+    assert len(found) == 1
+    assert isinstance(found[0], ReprovisionConfirmed)
+    assert found[0].config_version == fetched.headers["ETag"].strip('"')

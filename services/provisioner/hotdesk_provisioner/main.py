@@ -45,7 +45,7 @@ from hotdesk_contracts.messages import (
 )
 from hotdesk_runtime.context import ServiceContext
 
-from .bus import encode_message, follow_desk_ledger, publish_unknown_device
+from .bus import caught_up, encode_message, follow_desk_ledger, publish_unknown_device
 from .reprovision import (
     Action,
     Confirmed,
@@ -73,6 +73,9 @@ log = logging.getLogger("hotdesk.provisioner")
 
 TRIGGER_CONSUMER = "hotdesk-provisioner-reprovision"
 """Durable consumer shared by every replica: each desk event reprovisions once."""
+
+LEDGER_REPLAY_SECONDS = 10.0
+"""How long a starting replica waits to replay the desk ledger before it serves."""
 
 _command_encoder = msgspec.json.Encoder()
 _registration_decoder = msgspec.json.Decoder(RegistrationChanged)
@@ -137,6 +140,11 @@ class Provisioner:
         follower = StateFollower(state, self._state_changed, self.server.learn)
         await follower.start()
         ledger = await follow_desk_ledger(ctx.js, self.seats)
+        if not await caught_up(ledger, LEDGER_REPLAY_SECONDS):
+            log.warning(
+                "desk ledger not replayed before serving",
+                extra={"waited_seconds": LEDGER_REPLAY_SECONDS},
+            )
         registrations = await ctx.nc.subscribe(
             subjects.EDGE_REGISTRATION_ALL, cb=self._registration
         )
@@ -283,7 +291,7 @@ class Provisioner:
             return
         if served.desk in self._in_flight:
             version, at = served.config_version, served.at.timestamp()
-            await self._step(served.desk, lambda t, now: t.fetched(served.desk, version, at))
+            await self._step_logged(served.desk, lambda t, now: t.fetched(served.desk, version, at))
 
     async def _registration(self, msg: Msg) -> None:
         try:
@@ -293,7 +301,7 @@ class Provisioner:
         if change.kind in ("registered", "refreshed") and change.contacts:
             desk = change.aor
             if desk in self._in_flight:
-                await self._step(desk, lambda t, now: t.registered(desk, now))
+                await self._step_logged(desk, lambda t, now: t.registered(desk, now))
 
     async def _drive(self) -> None:
         while not self.ctx.stopping.is_set():
@@ -347,6 +355,14 @@ class Provisioner:
             raise StateError("the provisioner is not running: its state bucket is not open")
         return self._store
 
+    async def _step_logged(self, desk: str, step: Step) -> None:
+        """:meth:`_step` for bus callbacks: a failure is logged with the desk."""
+        try:
+            await self._step(desk, step)
+        except Exception as exc:
+            # The reprovision's deadline retries from the NOTIFY: nothing is stuck.
+            log.error("reprovision step failed", extra={"desk": desk, "error": repr(exc)})
+
     async def _step(self, desk: str, step: Step) -> None:
         """Apply one input to the desk's stored reprovision by compare-and-set; only the
         replica whose write lands performs the resulting actions."""
@@ -393,7 +409,16 @@ class Provisioner:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The step is not lost: its deadline retries it, here or on another replica.
+            log.error(
+                "provisioner task failed",
+                extra={"error": repr(task.exception())},
+            )
 
     async def _send_notify(self, action: SendNotify) -> None:
         command = SendCheckSync(
