@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 
 from hotdesk_contracts import streams
 from hotdesk_contracts.directory import ProvisioningSettings
-from hotdesk_provisioner.httpauth import REALM, digest_response
+from hotdesk_provisioner.httpauth import REALM, digest_response, make_nonce, nonce_age
 from hotdesk_provisioner.nonces import LocalNonceCounts, parse_nc
 from hotdesk_provisioner.seats import DeskSeats
 from hotdesk_provisioner.server import ProvisioningServer
@@ -171,3 +171,9 @@ def test_any_desk_name_round_trips_through_a_kv_key(desk: str) -> None:
     key = desk_key(REPROVISION_PREFIX, desk)
     assert re.fullmatch(r"[-/_=.a-zA-Z0-9]+", key)
     assert desk_of_key(REPROVISION_PREFIX, key) == desk
+
+
+def test_two_challenges_in_the_same_second_carry_different_nonces() -> None:
+    first, second = make_nonce(b"key", 1000.0), make_nonce(b"key", 1000.0)
+    assert first != second
+    assert nonce_age(b"key", first, 1003.0) == nonce_age(b"key", second, 1003.0) == 3.0
