@@ -383,11 +383,9 @@ class ProjectionRunner(Generic[T]):
 
     async def _apply(self, msgs: list[Delivery]) -> None:
         by_key: dict[str, list[tuple[int, LedgerEvent]]] = {}
-        last_seq = 0
         wanted = self._wanted_subjects
+        keys_of = self.projection.keys
         for subject, reply, data in msgs:
-            seq = stream_seq(reply)
-            last_seq = seq
             relevant = wanted.get(subject)
             if relevant is None:
                 relevant = wanted[subject] = any(
@@ -395,6 +393,7 @@ class ProjectionRunner(Generic[T]):
                 )
             if not relevant:
                 continue
+            seq = stream_seq(reply)
             try:
                 event = decode_event(data)
             except EventDecodeError as exc:
@@ -405,8 +404,13 @@ class ProjectionRunner(Generic[T]):
                     extra={"projection": self.projection.name, "seq": seq, "error": str(exc)},
                 )
                 continue
-            for key in self.projection.keys(event):
-                by_key.setdefault(key, []).append((seq, event))
+            for key in keys_of(event):
+                group = by_key.get(key)
+                if group is None:
+                    by_key[key] = [(seq, event)]
+                else:
+                    group.append((seq, event))
+        last_seq = stream_seq(msgs[-1][1])
         keys = list(by_key)
         for start in range(0, len(keys), self.write_concurrency):
             chunk = keys[start : start + self.write_concurrency]

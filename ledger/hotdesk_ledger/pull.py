@@ -153,9 +153,8 @@ class RawPull:
             eol = buf.find(b"\r\n", pos)
             if eol < 0:
                 break
-            head = buf[pos : pos + 4]
-            if head == b"MSG ":
-                parts = bytes(buf[pos:eol]).split(b" ")
+            if buf.startswith(b"MSG ", pos):
+                parts = buf[pos:eol].split(b" ")
                 end = eol + 2 + int(parts[-1])
                 if end + 2 > size:
                     break
@@ -166,8 +165,8 @@ class RawPull:
                         bytes(buf[eol + 2 : end]),
                     )
                 )
-            elif head == b"HMSG":
-                parts = bytes(buf[pos:eol]).split(b" ")
+            elif buf.startswith(b"HMSG", pos):
+                parts = buf[pos:eol].split(b" ")
                 header_len, total = int(parts[-2]), int(parts[-1])
                 end = eol + 2 + total
                 if end + 2 > size:
@@ -181,11 +180,11 @@ class RawPull:
                 else:
                     reply = parts[3].decode() if len(parts) == 6 else ""
                     batch.append((parts[1].decode(), reply, bytes(buf[start + header_len : end])))
-            elif head == b"PING":
+            elif buf.startswith(b"PING", pos):
                 assert self._writer is not None
                 self._writer.write(b"PONG\r\n")
                 end = eol
-            elif head == b"-ERR":
+            elif buf.startswith(b"-ERR", pos):
                 raise PullConnectionError(bytes(buf[pos:eol]).decode(errors="replace"))
             else:  # +OK, PONG, INFO
                 end = eol
