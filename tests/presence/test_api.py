@@ -253,3 +253,20 @@ async def test_openapi_health_readiness_and_console_are_served(presence: Presenc
     script = await presence.client.get("/console/app.js")
     assert "EventSource" in script.text
     assert_problem(await presence.client.get("/console/secret.txt"), 422)
+
+
+async def test_repeated_wrong_passwords_are_throttled_then_allowed_again(
+    presence: Presence,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2026, 3, 2, 9, 0, tzinfo=UTC)]
+    presence.deps.clock = lambda: now[0]
+    wrong = {"username": "alice", "password": "guess"}
+    for _ in range(presence.deps.throttle.limit):
+        assert_problem(await presence.client.post("/api/v1/session", json=wrong), 401)
+    right = {"username": "alice", "password": "alice-pass"}
+    body = assert_problem(await presence.client.post("/api/v1/session", json=right), 429)
+    assert "try again after" in body["detail"]
+    now[0] += timedelta(minutes=6)
+    assert (await presence.client.post("/api/v1/session", json=right)).status_code == 200

@@ -9,6 +9,7 @@ or an API token (``Authorization: Bearer``); a session must echo its CSRF token 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,12 +29,21 @@ from hotdesk_contracts.directory import AdminUser, Directory
 from hotdesk_contracts.events import Cause, LedgerEvent, LogoutReason
 from hotdesk_ledger.errors import ConcurrencyConflict, DomainError
 
-from .auth import AuthError, Principal, SessionSigner, check_password, check_token
+from .auth import (
+    AuthError,
+    LoginThrottle,
+    Principal,
+    SessionSigner,
+    check_password,
+    check_token,
+)
 from .feed import DeskFeed
 from .projections import desk_key, user_key
 from .readmodels import ReadModels
 from .views import desk_view, desk_views, filter_desks, user_views
 from .webhooks import DeliveryLog
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "hotdesk_session"
 CSRF_COOKIE = "hotdesk_csrf"
@@ -65,6 +75,7 @@ class AdminDeps:
     secure_cookies: bool = False
     """Mark cookies ``Secure`` (when served over HTTPS)."""
     keepalive_seconds: float = 15.0
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 class Problem(Exception):
@@ -188,10 +199,22 @@ def create_app(deps: AdminDeps) -> FastAPI:
     @app.post("/api/v1/session", tags=["session"])
     async def sign_in(body: Login) -> Response:
         """Sign in to the console: sets the session cookie and returns the CSRF token."""
+        now = deps.clock()
+        until = deps.throttle.blocked_until(body.username, now)
+        if until is not None:
+            raise Problem(
+                429,
+                "Too Many Requests",
+                f"too many failed sign-ins; try again after {until.isoformat()}",
+            )
         try:
             who = check_password(admins(), body.username, body.password)
         except AuthError as exc:
+            deps.throttle.failed(body.username, now)
+            log.warning("admin sign-in refused", extra={"username": body.username})
             raise Problem(401, "Unauthorized", str(exc)) from exc
+        deps.throttle.succeeded(body.username)
+        log.info("admin signed in", extra={"username": who.name, "role": who.role})
         value, csrf = deps.signer.issue(who, deps.clock())
         response = _json({"user": who.name, "role": who.role, "csrf_token": csrf})
         max_age = int(deps.signer.ttl.total_seconds())
@@ -288,6 +311,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
             **_command_fields(who, deps.clock()),
         )
         events = await _run(deps.execute, command)
+        log.info("admin logout", extra={"desk": desk, "actor": who.actor})
         return _json({"desk": desk, "events": events})
 
     # --- users ----------------------------------------------------------------------
@@ -327,6 +351,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
         known_user(ext)
         command = ClearPinLockout(user=ext, **_command_fields(who, deps.clock()))
         events = await _run(deps.execute, command)
+        log.info("admin cleared a lockout", extra={"user": ext, "actor": who.actor})
         return _json({"user": ext, "events": events})
 
     # --- webhooks, live events, health ----------------------------------------------

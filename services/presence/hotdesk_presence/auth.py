@@ -184,3 +184,39 @@ async def first_admin(
         )
     log.info("generated the first admin account", extra={"username": "admin"})
     return admin
+
+
+class LoginThrottle:
+    """Slows password guessing: after ``limit`` failures for a username within
+    ``window``, sign-ins for it are refused until the window has passed. Pure: the
+    caller passes ``now``; kept in memory per process (a replica restart forgets)."""
+
+    def __init__(self, limit: int = 10, window: timedelta = timedelta(minutes=5)) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, list[datetime]] = {}
+
+    def _recent(self, username: str, now: datetime) -> list[datetime]:
+        recent = [t for t in self._failures.get(username, []) if now - t < self.window]
+        if recent:
+            self._failures[username] = recent
+        else:
+            self._failures.pop(username, None)
+        return recent
+
+    def blocked_until(self, username: str, now: datetime) -> datetime | None:
+        """When sign-ins for ``username`` are allowed again, or ``None`` if they are."""
+        recent = self._recent(username, now)
+        if len(recent) < self.limit:
+            return None
+        return recent[-self.limit] + self.window
+
+    def failed(self, username: str, now: datetime) -> None:
+        """Record a failed sign-in."""
+        recent = self._recent(username, now)
+        recent.append(now)
+        self._failures[username] = recent
+
+    def succeeded(self, username: str) -> None:
+        """Forget the failures after a good sign-in."""
+        self._failures.pop(username, None)
