@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from hotdesk_contracts import subjects
 from hotdesk_contracts.events import LoggedIn, LoggedOut, LogoutReason, PinRejected, Roamed
 from tests.e2e.system import PINS, prompt_codes, running_system, sipp_desk_call
+from tests.sip_edge.harness import seed_login
 from tests.sip_edge.media.rtp_peer import RtpPeer
 
 pytestmark = pytest.mark.e2e
@@ -50,16 +51,7 @@ async def test_desk_logs_out_with_the_logout_code(
     listener = await RtpPeer().start()
     try:
         async with running_system(nc, js, (35100, 35199)) as system:
-            login = await sipp_desk_call(
-                system,
-                tmp_path,
-                desk="HD0001",
-                dial="*77*100*",
-                digits=PINS["100"] + "#",
-                rtp_listener=listener.port,
-                name="login",
-            )
-            assert login.returncode == 0, login.stderr[-2000:]
+            await seed_login(js, "HD0001", "100")
             logout = await sipp_desk_call(
                 system,
                 tmp_path,
@@ -84,16 +76,7 @@ async def test_logout_key_uri_marks_the_logout_as_by_key(
     listener = await RtpPeer().start()
     try:
         async with running_system(nc, js, (35200, 35299), logout_key_uri="*77*5*") as system:
-            login = await sipp_desk_call(
-                system,
-                tmp_path,
-                desk="HD0002",
-                dial="*77*101*",
-                digits=PINS["101"] + "#",
-                rtp_listener=listener.port,
-                name="login",
-            )
-            assert login.returncode == 0, login.stderr[-2000:]
+            await seed_login(js, "HD0002", "101")
             logout = await sipp_desk_call(
                 system,
                 tmp_path,
@@ -141,16 +124,7 @@ async def test_logging_in_as_another_user_roams_the_desk(
     listener = await RtpPeer().start()
     try:
         async with running_system(nc, js, (35400, 35499)) as system:
-            first = await sipp_desk_call(
-                system,
-                tmp_path,
-                desk="HD0001",
-                dial="*77*100*",
-                digits=PINS["100"] + "#",
-                rtp_listener=listener.port,
-                name="first",
-            )
-            assert first.returncode == 0, first.stderr[-2000:]
+            await seed_login(js, "HD0001", "100")
             second = await sipp_desk_call(
                 system,
                 tmp_path,
