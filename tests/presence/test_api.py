@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from hotdesk_contracts import subjects
 from hotdesk_contracts.events import LoggedOut
 from hotdesk_presence.auth import SessionSigner
-from tests.presence.conftest import VIEWER_TOKEN, Presence
+from tests.presence.conftest import DIRECTORY, VIEWER_TOKEN, Presence
 from tests.presence.factories import locked_out, logged_in, pin_rejected
 
 PROBLEM = "application/problem+json"
@@ -270,3 +271,22 @@ async def test_repeated_wrong_passwords_are_throttled_then_allowed_again(
     assert "try again after" in body["detail"]
     now[0] += timedelta(minutes=6)
     assert (await presence.client.post("/api/v1/session", json=right)).status_code == 200
+
+
+async def test_a_session_follows_the_directory_when_an_admin_is_demoted_or_removed(
+    presence: Presence,
+) -> None:
+    await presence.append(logged_in("HD0001", "100"))
+    csrf = await sign_in(presence)
+    alice, victor = DIRECTORY.admins
+    demoted = msgspec.structs.replace(
+        DIRECTORY, admins=[msgspec.structs.replace(alice, role="viewer"), victor]
+    )
+    presence.deps.directory = lambda: demoted
+    action = await presence.client.post(
+        "/api/v1/desks/HD0001/logout", headers={"X-CSRF-Token": csrf}
+    )
+    assert_problem(action, 403)
+    removed = msgspec.structs.replace(DIRECTORY, admins=[victor])
+    presence.deps.directory = lambda: removed
+    assert_problem(await presence.client.get("/api/v1/desks"), 401)

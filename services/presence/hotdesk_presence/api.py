@@ -77,6 +77,10 @@ class AdminDeps:
     keepalive_seconds: float = 15.0
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
+    def admins(self) -> list[AdminUser]:
+        """The admins who may sign in: the directory's, or the generated first one."""
+        return [*self.directory().admins, *self.extra_admins]
+
 
 class Problem(Exception):
     """An RFC 9457 problem to answer with."""
@@ -141,6 +145,11 @@ async def principal(request: Request) -> Principal:
         who = deps.signer.check(cookie, deps.clock())
     except AuthError as exc:
         raise Problem(401, "Unauthorized", str(exc)) from exc
+    # The directory decides the role now: a removed or demoted admin loses it at once.
+    current = next((a for a in deps.admins() if a.username == who.name), None)
+    if current is None:
+        raise Problem(401, "Unauthorized", "this admin account no longer exists")
+    who = Principal(name=who.name, role=current.role, via="session", csrf=who.csrf)
     if request.method not in _SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or sent != who.csrf or request.cookies.get(CSRF_COOKIE) != sent:
@@ -193,9 +202,6 @@ def create_app(deps: AdminDeps) -> FastAPI:
             422, "Unprocessable Content", detail, request.url.path, extra={"errors": errors}
         )
 
-    def admins() -> list[AdminUser]:
-        return [*deps.directory().admins, *deps.extra_admins]
-
     @app.post("/api/v1/session", tags=["session"])
     async def sign_in(body: Login) -> Response:
         """Sign in to the console: sets the session cookie and returns the CSRF token."""
@@ -208,7 +214,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
                 f"too many failed sign-ins; try again after {until.isoformat()}",
             )
         try:
-            who = check_password(admins(), body.username, body.password)
+            who = check_password(deps.admins(), body.username, body.password)
         except AuthError as exc:
             deps.throttle.failed(body.username, now)
             log.warning("admin sign-in refused", extra={"username": body.username})
