@@ -22,6 +22,7 @@ from hotdesk_contracts import streams
 from hotdesk_contracts.directory import Directory, Webhook
 from hotdesk_presence.webhooks import (
     DURABLE,
+    Delivery,
     DeliveryLog,
     WebhookDispatcher,
     backoff,
@@ -106,7 +107,7 @@ async def test_a_failing_receiver_gets_the_event_after_retries_and_it_verifies(
     assert verify(SECRET, headers["x-hotdesk-timestamp"], body, headers["x-hotdesk-signature"])
     assert headers["x-hotdesk-event"] == "LoggedIn"
     assert msgspec.json.decode(body)["event_id"] == event.event_id
-    attempts = [(d.attempt, d.status, d.ok) for d in log.entries("crm")]
+    attempts = [(d.attempt, d.status, d.ok) for d in await log.recent("crm")]
     assert attempts == [(1, 500, False), (2, 500, False), (3, 204, True)]
 
 
@@ -118,7 +119,7 @@ async def test_an_unreachable_receiver_is_given_up_after_the_last_attempt(
     dispatcher = WebhookDispatcher(js, Directory, log, max_attempts=3, backoff_base=0.01)
     async with httpx.AsyncClient() as client:
         assert not await dispatcher.deliver(client, hook, logged_in("HD0001", "100"))
-    assert [(d.attempt, d.status, d.error != "") for d in log.entries()] == [
+    assert [(d.attempt, d.status, d.error != "") for d in await log.recent()] == [
         (1, 0, True),
         (2, 0, True),
         (3, 0, True),
@@ -180,3 +181,24 @@ async def test_two_replicas_deliver_each_event_once(
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
     ids = [msgspec.json.decode(b)["event_id"] for _, b in box.received]
     assert sorted(ids) == sorted(e.event_id for e in events)
+
+
+async def test_the_delivery_log_is_shared_by_replicas_and_keeps_the_newest(
+    js: JetStreamContext,
+) -> None:
+    writer = DeliveryLog(size=3, js=js)
+    for attempt in range(1, 6):
+        await writer.add(
+            Delivery(
+                webhook="crm",
+                event_id="e1",
+                event_type="LoggedIn",
+                attempt=attempt,
+                at=logged_in("HD0001", "100").at,
+                status=500,
+                ok=False,
+            )
+        )
+    other_replica = DeliveryLog(size=3, js=js)
+    assert [d.attempt for d in await other_replica.recent("crm")] == [3, 4, 5]
+    assert await other_replica.recent("billing") == []

@@ -364,7 +364,7 @@ def create_app(deps: AdminDeps) -> FastAPI:
     @app.get("/api/v1/webhooks/deliveries", tags=["webhooks"])
     async def deliveries(who: Who, webhook: str | None = None) -> Response:
         """Recent webhook delivery attempts, newest first."""
-        return _json({"deliveries": list(reversed(deps.deliveries.entries(webhook)))})
+        return _json({"deliveries": list(reversed(await deps.deliveries.recent(webhook)))})
 
     @app.get("/api/v1/events", tags=["live"])
     async def events(who: Who, request: Request) -> StreamingResponse:

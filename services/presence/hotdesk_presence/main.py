@@ -143,7 +143,7 @@ async def build(
         return await Ledger(store, directory().policies).execute(command)
 
     extra = await first_admin(secrets, directory().admins)
-    deliveries = DeliveryLog()
+    deliveries = DeliveryLog(js=js)
     feed = DeskFeed()
     ready = asyncio.Event()
     deps = AdminDeps(

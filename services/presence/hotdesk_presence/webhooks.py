@@ -20,9 +20,11 @@ from datetime import UTC, datetime
 
 import httpx
 import msgspec
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 
 from hotdesk_contracts import streams, subjects
 from hotdesk_contracts.codec import EventDecodeError, decode_event, encode_event
@@ -72,19 +74,93 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     error: str = ""
 
 
+DELIVERIES_STREAM = "HOTDESK_WEBHOOK_DELIVERIES"
+DELIVERIES_SUBJECT = "hotdesk.presence.webhooks.delivery"
+
+
 class DeliveryLog:
-    """The most recent delivery attempts, newest last (bounded, in memory)."""
+    """The most recent delivery attempts, bounded.
 
-    def __init__(self, size: int = 500) -> None:
+    With ``js`` the attempts go to a small JetStream stream that keeps the last
+    ``size`` of them, so every presence replica lists what any replica delivered;
+    without it they stay in this process's memory.
+    """
+
+    def __init__(self, size: int = 500, js: JetStreamContext | None = None) -> None:
+        self.size = size
+        self.js = js
         self._entries: collections.deque[Delivery] = collections.deque(maxlen=size)
+        self._stream_ready = False
 
-    def add(self, delivery: Delivery) -> None:
-        """Record an attempt."""
-        self._entries.append(delivery)
+    async def _ensure_stream(self) -> None:
+        assert self.js is not None
+        if self._stream_ready:
+            return
+        try:
+            await self.js.stream_info(DELIVERIES_STREAM)
+        except NotFoundError:
+            await self.js.add_stream(
+                js_api.StreamConfig(
+                    name=DELIVERIES_STREAM,
+                    description="Recent webhook delivery attempts, for the admin API.",
+                    subjects=[DELIVERIES_SUBJECT],
+                    max_msgs=self.size,
+                    max_age=7 * 86400.0,
+                    discard=js_api.DiscardPolicy.OLD,
+                )
+            )
+        self._stream_ready = True
 
-    def entries(self, webhook: str | None = None) -> list[Delivery]:
-        """Attempts, optionally of one webhook."""
-        return [d for d in self._entries if webhook is None or d.webhook == webhook]
+    async def add(self, delivery: Delivery) -> None:
+        """Record an attempt (a failure to record is logged, never raised)."""
+        if self.js is None:
+            self._entries.append(delivery)
+            return
+        try:
+            await self._ensure_stream()
+            await self.js.publish(DELIVERIES_SUBJECT, msgspec.json.encode(delivery))
+        except (NatsError, TimeoutError) as exc:
+            self._stream_ready = False
+            log.warning("webhook delivery not recorded", extra={"error": repr(exc)})
+
+    async def recent(self, webhook: str | None = None) -> list[Delivery]:
+        """Attempts, oldest first, optionally of one webhook."""
+        if self.js is None:
+            entries = list(self._entries)
+        else:
+            entries = await self._read()
+        return [d for d in entries if webhook is None or d.webhook == webhook]
+
+    async def _read(self) -> list[Delivery]:
+        assert self.js is not None
+        await self._ensure_stream()
+        info = await self.js.stream_info(DELIVERIES_STREAM)
+        count = int(info.state.messages)
+        if count == 0:
+            return []
+        sub = await self.js.pull_subscribe(
+            DELIVERIES_SUBJECT,
+            stream=DELIVERIES_STREAM,
+            config=js_api.ConsumerConfig(
+                ack_policy=js_api.AckPolicy.NONE,
+                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=int(info.state.first_seq),
+                inactive_threshold=30.0,
+                mem_storage=True,
+            ),
+        )
+        out: list[Delivery] = []
+        try:
+            while len(out) < count:
+                try:
+                    msgs = await sub.fetch(min(count - len(out), 256), timeout=2.0)
+                except NatsTimeout:
+                    break
+                out.extend(msgspec.json.decode(m.data, type=Delivery) for m in msgs)
+        finally:
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
+        return out
 
 
 class WebhookDispatcher:
@@ -127,7 +203,7 @@ class WebhookDispatcher:
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
             ok = 200 <= status < 300
-            self.log.add(
+            await self.log.add(
                 Delivery(
                     webhook=hook.name,
                     event_id=event.event_id,
