@@ -183,6 +183,13 @@ async def test_binding_expires_after_its_interval(
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the registration key outlived its TTL")
+        # The edge that stored the binding announces the expiry once.
+        for _ in range(60):
+            if any(s.endswith(".HD0001.expired") for s, _ in running.published):
+                break
+            await asyncio.sleep(0.1)
+        expired = [s for s, _ in running.published if s.endswith(".HD0001.expired")]
+        assert expired == ["hotdesk.edge.registration.HD0001.expired"]
 
 
 async def test_register_behind_nat_is_answered_to_the_real_source(

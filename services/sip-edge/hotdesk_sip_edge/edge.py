@@ -326,10 +326,14 @@ class SipEdge:
     # --- timers ------------------------------------------------------------------------
 
     async def _timers(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(0.05)
+            ticks += 1
             try:
                 self._run_timers(self._clock())
+                if ticks % 10 == 0:
+                    await self.registrar.sweep(self._clock())
             except Exception:
                 log.exception("transaction timer error")
 

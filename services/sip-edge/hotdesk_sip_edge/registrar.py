@@ -163,6 +163,8 @@ class Registrar:
         self._limits = limits
         self._on_change = on_change
         self._edge = edge
+        self._expiry: dict[str, float] = {}
+        """AOR -> the earliest expiry among the bindings this edge wrote."""
 
     async def handle(self, request: SipRequest, source: Source, now: float) -> SipResponse:
         """The response to a REGISTER."""
@@ -213,6 +215,10 @@ class Registrar:
                 await asyncio.sleep(0)
                 continue
             kind = _change_kind(before, bindings)
+            if bindings:
+                self._expiry[aor] = min(b.expires_at for b in bindings)
+            else:
+                self._expiry.pop(aor, None)
             if kind:
                 await self._on_change(
                     aor, kind, bindings, source, request.headers.get("User-Agent") or ""
@@ -223,6 +229,37 @@ class Registrar:
             )
             return ok_response(request, bindings, now)
         return response_to(request, 500, "Server Internal Error", to_tag=_tag(request))
+
+    async def sweep(self, now: float) -> None:
+        """Drop the expired bindings this edge wrote and announce them as ``expired``.
+
+        Only the edge that stored a binding sweeps it, so one expiry is announced once;
+        every replica already ignores expired bindings when routing.
+        """
+        due = [aor for aor, at in self._expiry.items() if at <= now]
+        for aor in due:
+            del self._expiry[aor]
+            await self._sweep_aor(aor, now)
+
+    async def _sweep_aor(self, aor: str, now: float) -> None:
+        for _ in range(5):
+            current, revision = await self._store.load(aor)
+            remaining = live(current, now)
+            if len(remaining) == len(current):
+                if remaining:
+                    self._expiry[aor] = min(b.expires_at for b in remaining)
+                return
+            ttl = max((b.expires_at - now for b in remaining), default=1.0) + 1.0
+            try:
+                await self._store.save(aor, remaining, revision, ttl)
+            except ConcurrentUpdate:
+                continue
+            if remaining:
+                self._expiry[aor] = min(b.expires_at for b in remaining)
+            log.info("registration expired", extra={"aor": aor, "contacts": len(remaining)})
+            source = Source("", "", 0)
+            await self._on_change(aor, "expired", remaining, source, "")
+            return
 
 
 def _behind_nat(request: SipRequest, source: Source) -> bool:
