@@ -108,6 +108,7 @@ async function logout(d) {
   try {
     await call("POST", `/desks/${encodeURIComponent(d.desk)}/logout?user=${encodeURIComponent(d.user)}`);
   } catch (e) {
+    if (e.status === 401) { start(); return; }
     $("action-error").textContent = `${d.desk}: ${e.message}`;
   }
 }
@@ -139,7 +140,13 @@ function live() {
     $("live").classList.add("on");
     loadDesks().catch(() => {});
   });
-  events.addEventListener("error", () => $("live").classList.remove("on"));
+  events.addEventListener("error", () => {
+    $("live").classList.remove("on");
+    // An expired session makes the stream fail for good: back to the sign-in form.
+    call("GET", "/session").catch((e) => {
+      if (e.status === 401) { events.close(); start(); }
+    });
+  });
 }
 
 async function start() {
