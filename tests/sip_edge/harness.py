@@ -303,3 +303,46 @@ class Phone:
         return await self.request(
             self.register_bytes(user, authorization=header, **kwargs)  # type: ignore[arg-type]
         )
+
+
+async def authorized_invite(phone: Phone, user: str, password: str, dialled: str) -> SipResponse:
+    """INVITE ``dialled`` as ``user``, answering the 407 challenge; the final response."""
+    port = phone.edge[1]
+
+    def invite(cseq: int, auth: str = "") -> bytes:
+        lines = [
+            f"INVITE sip:{dialled}@127.0.0.1:{port} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{phone.port};branch=z9hG4bKinv{cseq}",
+            f"From: <sip:{user}@127.0.0.1>;tag=inv",
+            f"To: <sip:{dialled}@127.0.0.1>",
+            "Call-ID: invite-1",
+            f"CSeq: {cseq} INVITE",
+            f"Contact: <sip:{user}@127.0.0.1:{phone.port}>",
+            "Max-Forwards: 70",
+        ]
+        if auth:
+            lines.append(f"Proxy-Authorization: {auth}")
+        return ("\r\n".join([*lines, "Content-Length: 0"]) + "\r\n\r\n").encode()
+
+    challenge = await phone.request(invite(1))
+    if challenge.status != 407:
+        return challenge
+    _, params = parse_auth(challenge.headers.get("Proxy-Authenticate") or "")
+    uri = f"sip:{dialled}@127.0.0.1:{port}"
+    creds = DigestResponse(
+        username=user,
+        realm=params["realm"],
+        nonce=params["nonce"],
+        uri=uri,
+        response="",
+        qop="auth",
+        nc="00000001",
+        cnonce="feed",
+    )
+    digest = expected_response(creds, "INVITE", password)
+    header = (
+        f'Digest username="{user}", realm="{creds.realm}", nonce="{creds.nonce}", '
+        f'uri="{uri}", response="{digest}", algorithm=MD5, qop=auth, nc=00000001, '
+        'cnonce="feed"'
+    )
+    return await phone.request(invite(2, header))

@@ -1,0 +1,100 @@
+"""The service entrypoint and the hand-over of hot-desk codes to the media path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from hotdesk_contracts.dialplan import Login, Logout
+from hotdesk_contracts.directory import Config, SipSettings
+from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.nats import ensure_jetstream
+from hotdesk_sip_edge import main
+from hotdesk_sip_edge.routing import Caller
+from hotdesk_sip_edge.sip.message import SipRequest, SipResponse, response_to
+from tests.sip_edge.harness import (
+    DESK_PASSWORD,
+    Phone,
+    authorized_invite,
+    directory,
+    free_udp_port,
+    running_edge,
+)
+
+
+def _options(port: int, phone: Phone, call_id: str) -> bytes:
+    return (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{phone.port};branch=z9hG4bK{call_id}\r\n"
+        "From: <sip:HD0001@127.0.0.1>;tag=o\r\nTo: <sip:127.0.0.1>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def test_serve_answers_on_the_configured_port_and_stops_when_asked(
+    js: JetStreamContext, nc: Client
+) -> None:
+    await ensure_jetstream(js)
+    port = free_udp_port()
+    dirs = directory()
+    config = Config(
+        extensions=dirs.extensions,
+        desks=dirs.desks,
+        sip=SipSettings(listen="127.0.0.1", port=port, advertised_host="127.0.0.1"),
+    )
+    ctx = ServiceContext(
+        name="sip-edge",
+        instance_id="edge-serve",
+        config=config,
+        config_path=None,
+        nc=nc,
+        js=js,
+        log=logging.getLogger("test"),
+    )
+    task = asyncio.create_task(main.serve(ctx))
+    phone = Phone(port)
+    try:
+        for _ in range(100):
+            try:
+                response = await phone.request(_options(port, phone, "svc1"), timeout=0.2)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("the edge never answered")
+        assert response.status == 200
+    finally:
+        phone.close()
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 10)
+
+
+class RecordingHotdesk:
+    """Stands in for the media path: records the hand-over and answers 486."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Login | Logout]] = []
+
+    async def handle(
+        self, invite: SipRequest, caller: Caller, classification: Login | Logout
+    ) -> SipResponse:
+        self.calls.append((caller.identity, classification))
+        return response_to(invite, 486, "Busy Here", to_tag="media")
+
+
+async def test_hotdesk_codes_are_handed_to_the_media_path(js: JetStreamContext, nc: Client) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        handler = RecordingHotdesk()
+        assert running.edge.proxy is not None
+        running.edge.proxy.hotdesk = handler
+        phone = Phone(running.port)
+        try:
+            await phone.register("HD0001", DESK_PASSWORD)
+            response = await authorized_invite(phone, "HD0001", DESK_PASSWORD, "*77*100*")
+            assert response.status == 486
+            assert handler.calls == [("HD0001", Login("100"))]
+        finally:
+            phone.close()
