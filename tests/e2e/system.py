@@ -148,13 +148,39 @@ async def running_system(
         await asyncio.wait_for(ivr_task, 10)
 
 
-def digits_steps(digits: str, *, gap_ms: int = 400) -> str:
-    """SIPp steps replaying one RFC 2833 capture per digit; ``|`` pauses 2 s (the IVR
-    checks a PIN before it takes digits again)."""
+INFO_STEP = """  <send retrans="500">
+    <![CDATA[
+      INFO [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: desk <sip:[desk]@[remote_ip]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:[dial]@[remote_ip]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: @CSEQ@ INFO
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal=@DIGIT@
+      Duration=160
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <pause milliseconds="100"/>"""
+
+
+def digits_steps(digits: str, *, gap_ms: int = 400, info: bool = False) -> str:
+    """SIPp steps replaying one RFC 2833 capture per digit (or sending one SIP INFO per
+    digit when ``info``); ``|`` pauses 2.5 s (the IVR checks a PIN before it takes
+    digits again)."""
     steps = []
-    for digit in digits:
+    for n, digit in enumerate(digits, start=3):
         if digit == "|":
             steps.append('  <pause milliseconds="2500"/>')
+            continue
+        if info:
+            steps.append(INFO_STEP.replace("@CSEQ@", str(n)).replace("@DIGIT@", digit))
             continue
         steps.append(
             f'  <nop><action><exec play_pcap_audio="{DTMF_CAPTURES[digit]}"/></action></nop>\n'
@@ -179,10 +205,15 @@ async def sipp_desk_call(
     digits: str,
     rtp_listener: int,
     name: str = "call",
+    info: bool = False,
 ) -> SippRun:
     """A SIPp desk registers, dials ``dial`` and types ``digits``; bounded by its own
     ``-timeout``."""
-    text = (SCENARIOS / "desk_call.xml").read_text().replace("@DIGITS@", digits_steps(digits))
+    text = (
+        (SCENARIOS / "desk_call.xml")
+        .read_text()
+        .replace("@DIGITS@", digits_steps(digits, info=info))
+    )
     scenario = tmp / f"{name}.xml"
     scenario.write_text(text)
     log = tmp / f"{name}-messages.log"

@@ -45,6 +45,28 @@ async def test_desk_logs_in_through_the_edge_and_hears_the_pin_prompt(
         listener.close()
 
 
+async def test_desk_logs_in_with_sip_info_digits(
+    nc: Client, js: JetStreamContext, tmp_path: Path
+) -> None:
+    listener = await RtpPeer().start()
+    try:
+        async with running_system(nc, js, (35800, 35899)) as system:
+            run = await sipp_desk_call(
+                system,
+                tmp_path,
+                desk="HD0002",
+                dial="*77*100*",
+                digits=PINS["100"] + "#",
+                rtp_listener=listener.port,
+                info=True,
+            )
+            assert run.returncode == 0, run.stderr[-2000:] + run.messages[-3000:]
+            events = await system.desk_ledger("HD0002")
+        assert [(type(e), e.user) for e in events] == [(LoggedIn, "100")]  # type: ignore[union-attr]
+    finally:
+        listener.close()
+
+
 async def test_desk_logs_out_with_the_logout_code(
     nc: Client, js: JetStreamContext, tmp_path: Path
 ) -> None:
