@@ -1,14 +1,16 @@
 """Run the REGISTER benchmark: ``python -m bench.register [options]``.
 
 Without options: Kamailio with one worker, the hotdesk edge, and Kamailio with its
-default workers, each through the rate steps until one does not hold. A target that
-cannot run (the edge before it is written) is recorded as not available; the run
-still writes the others' figures and exits 0.
+default workers all run side by side; at each rate step they take turns, each
+climbing until a step does not hold. A target that cannot run (the edge before it is
+written) is recorded as not available; the run still writes the others' figures and
+exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,23 @@ from .targets import (
 )
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-RATES = [250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 14000, 16000]
+RATES = [
+    250,
+    500,
+    1000,
+    2000,
+    3000,
+    4000,
+    5000,
+    6000,
+    7000,
+    8000,
+    10000,
+    12000,
+    14000,
+    16000,
+    20000,
+]
 STEP_SECONDS = 4
 USERS = 1000
 TARGET_PER_SECOND = 2000
@@ -56,51 +74,92 @@ BUILTIN: dict[str, Target] = {
 }
 
 
-def run_steps(
-    registrar: Registrar,
-    workdir: Path,
-    users_csv: Path,
-    rates: Sequence[int],
-    step_seconds: float,
-    *,
-    label: str = "",
-    retried: list[Step] | None = None,
-) -> list[Step]:
-    """The rate steps in order, up to and including the first that does not hold.
+@dataclass
+class Climb:
+    """One registrar's way up the rate steps."""
 
-    A step that does not hold is run once more before the climb stops: on a shared
-    machine a moment's preemption of the registrar drops UDP packets for reasons of
-    its own. The first attempt of a step tried twice goes to ``retried``.
+    target: Target
+    registrar: Registrar
+    workdir: Path
+    steps: list[Step] = field(default_factory=list)
+    retried: list[Step] = field(default_factory=list)
+    stopped_by: str = ""
+
+    @property
+    def climbing(self) -> bool:
+        return not self.stopped_by
+
+
+def start_targets(
+    chosen: Sequence[Target],
+    stack: contextlib.ExitStack,
+    workdir: Path,
+    user_list: Sequence[tuple[str, str]],
+    users_csv: Path,
+) -> tuple[list[Climb], dict[str, str]]:
+    """Start every target (stopped when ``stack`` closes) and check that it registers
+    the users; the ones that cannot run come back with the reason."""
+    climbs: list[Climb] = []
+    unavailable: dict[str, str] = {}
+    for target in chosen:
+        print(f"== {target.name}: {target.description}", flush=True)
+        own = contextlib.ExitStack()
+        try:
+            registrar = own.enter_context(target.running(workdir / target.name, user_list))
+            check_registers(registrar, workdir / target.name, users_csv, timeout=20)
+        except (TargetUnavailable, SippError) as exc:
+            own.close()
+            reason = str(exc).strip() or type(exc).__name__
+            print(f"   {target.name}: not available: {reason[:300]}", flush=True)
+            unavailable[target.name] = reason
+            continue
+        stack.callback(own.close)
+        climbs.append(Climb(target, registrar, workdir / target.name))
+    return climbs, unavailable
+
+
+def climb(
+    climbs: Sequence[Climb], users_csv: Path, rates: Sequence[int], step_seconds: float
+) -> None:
+    """At each rate, every registrar still climbing takes its turn (so a busy moment on
+    a shared machine hits them alike), until each has a step that does not hold.
+
+    A step that does not hold is run once more before that registrar stops: a moment's
+    preemption drops UDP packets for reasons of its own. The first attempt of a step
+    tried twice is kept in ``retried``.
     """
-    steps: list[Step] = []
     for rate in rates:
-        step = one_step(registrar, workdir, users_csv, rate, step_seconds, label)
-        if not step.holds:
-            if retried is not None:
-                retried.append(step)
-            time.sleep(PAUSE_SECONDS * 2)
-            step = one_step(registrar, workdir, users_csv, rate, step_seconds, label + " again")
-        steps.append(step)
-        if not step.holds:
-            break
-        time.sleep(PAUSE_SECONDS)
-    return steps
+        for c in climbs:
+            if not c.climbing:
+                continue
+            try:
+                step = one_step(c, users_csv, rate, step_seconds, c.target.name)
+                if not step.holds:
+                    c.retried.append(step)
+                    time.sleep(PAUSE_SECONDS * 2)
+                    step = one_step(c, users_csv, rate, step_seconds, c.target.name + " again")
+            except SippError as exc:
+                c.stopped_by = f"SIPp failed at {rate}/s: {exc}"
+                continue
+            c.steps.append(step)
+            if not step.holds:
+                c.stopped_by = f"{rate}/s did not hold"
+            time.sleep(PAUSE_SECONDS)
+        if not any(c.climbing for c in climbs):
+            return
+    for c in climbs:
+        if c.climbing:
+            c.stopped_by = "highest rate tried"
 
 
-def one_step(
-    registrar: Registrar,
-    workdir: Path,
-    users_csv: Path,
-    rate: int,
-    step_seconds: float,
-    label: str,
-) -> Step:
+def one_step(c: Climb, users_csv: Path, rate: int, step_seconds: float, label: str) -> Step:
     """One rate step, with the registrar's CPU time read around it."""
+    registrar = c.registrar
     calls = max(1, round(rate * step_seconds))
     before = cpu_seconds(registrar.pids())
     helpers_before = cpu_seconds(registrar.helper_pids())
     run = run_step(
-        workdir / f"step-{rate}",
+        c.workdir / f"step-{rate}",
         registrar.host,
         registrar.port,
         rate,
@@ -119,42 +178,22 @@ def one_step(
         f"failed {step.failed:5d}/{step.calls:<6d} p99 {step.p99_ms:5.0f} ms  "
         f"cpu {step.cpu_us_per_register:6.1f} us/REGISTER  "
         f"sipp cpu {step.generator_cpu_seconds:4.1f} s"
-        + ("" if step.holds else "  <- does not hold"),
+        + ("" if step.holds else "  <- does not hold")
+        + ("  (SIPp busy: generator-bound)" if step.generator_bound else ""),
         flush=True,
     )
     return step
 
 
-def bench_target(
-    target: Target,
-    workdir: Path,
-    user_list: Sequence[tuple[str, str]],
-    users_csv: Path,
-    rates: Sequence[int],
-    step_seconds: float,
-) -> dict[str, Any]:
-    """One target's figures, or why it is not available."""
-    print(f"== {target.name}: {target.description}", flush=True)
-    started = time.monotonic()
-    retried: list[Step] = []
-    try:
-        with target.running(workdir, user_list) as registrar:
-            check_registers(registrar, workdir, users_csv, timeout=20)
-            steps = run_steps(registrar, workdir, users_csv, rates, step_seconds, label=target.name)
-            notes = registrar.notes
-    except (TargetUnavailable, SippError) as exc:
-        reason = str(exc).strip() or type(exc).__name__
-        print(f"   {target.name}: not available: {reason[:300]}", flush=True)
-        return {"available": False, "description": target.description, "reason": reason}
-    summary = summarise(steps)
+def figures(c: Climb) -> dict[str, Any]:
     return {
         "available": True,
-        "description": target.description,
-        "summary": asdict(summary),
-        "steps": [s.as_dict() for s in steps],
-        "retried_steps": [s.as_dict() for s in retried],
-        "notes": notes,
-        "seconds": time.monotonic() - started,
+        "description": c.target.description,
+        "summary": asdict(summarise(c.steps)),
+        "steps": [s.as_dict() for s in c.steps],
+        "retried_steps": [s.as_dict() for s in c.retried],
+        "stopped_by": c.stopped_by,
+        "notes": c.registrar.notes,
     }
 
 
@@ -244,10 +283,18 @@ def main(argv: list[str]) -> int:
         workdir = Path(tmp)
         users_csv = workdir / "users.csv"
         users_csv.write_text(injection_file(user_list))
+        with contextlib.ExitStack() as stack:
+            climbs, unavailable = start_targets(chosen, stack, workdir, user_list, users_csv)
+            climb(climbs, users_csv, rates, args.step_seconds)
         for target in chosen:
-            targets[target.name] = bench_target(
-                target, workdir / target.name, user_list, users_csv, rates, args.step_seconds
-            )
+            if target.name in unavailable:
+                targets[target.name] = {
+                    "available": False,
+                    "description": target.description,
+                    "reason": unavailable[target.name],
+                }
+        targets.update({c.target.name: figures(c) for c in climbs})
+        targets = {t.name: targets[t.name] for t in chosen}
     edge = targets.get("hotdesk-edge")
     results: dict[str, Any] = {
         "benchmark": "register",

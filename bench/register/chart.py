@@ -13,7 +13,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6))
     ran = {n: t for n, t in results["targets"].items() if t.get("available")}
     for i, (name, target) in enumerate(ran.items()):
         steps = target["steps"]
@@ -54,15 +54,34 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("offered REGISTER/s (digest auth, UDP)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    missing = [
-        f"{n}: {t['reason'][:90]}" for n, t in results["targets"].items() if not t.get("available")
-    ]
-    if missing:
-        fig.text(0.01, 0.01, "not available — " + "; ".join(missing), fontsize=8, color="darkred")
+    lines = []
+    for name, target in results["targets"].items():
+        if not target.get("available"):
+            lines.append(f"{name}: not available ({target['reason'][:80]})")
+            continue
+        summary = target["summary"]
+        held = f"holds {summary['max_rate']}/s" if summary["max_rate"] else "no step held"
+        if summary["max_rate"] and not summary["saturated"]:
+            held += " (not saturated)"
+        per_core = summary["registers_per_cpu_second"] or 0
+        lines.append(
+            f"{name}: {held}, p99 {summary['p99_ms']} ms, "
+            f"{summary['cpu_us_per_register'] or float('nan'):.0f} µs CPU/REGISTER "
+            f"= {per_core:,.0f}/s per core"
+        )
+    versus = results.get("ratio_edge_vs_kamailio", {})
+    if "max_rate" in versus:
+        lines.append(
+            f"edge / kamailio (1 worker): rate {versus['max_rate']:.2f}, "
+            f"per-core capacity {versus['registers_per_cpu_second']:.3f}"
+        )
+    elif versus.get("note"):
+        lines.append(f"edge / kamailio: {versus['note']}")
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, family="monospace", va="bottom")
     fig.suptitle(
         f"Authenticated REGISTER, {results['setup']['users']} users, "
         f"{results['setup']['step_seconds']} s per step, SIPp on the same machine"
     )
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.15, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -17,6 +17,7 @@ from .sipp import StepRun
 
 MAX_FAILURE_RATIO = 0.001
 MIN_ACHIEVED_RATIO = 0.9
+GENERATOR_BOUND = 0.9
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,16 @@ class Step:
             and self.achieved_rate >= MIN_ACHIEVED_RATIO * self.offered_rate
         )
 
+    @property
+    def generator_bound(self) -> bool:
+        """SIPp itself was busy nearly all the step: the rate says more about it."""
+        return self.generator_cpu_seconds >= GENERATOR_BOUND * self.wall_seconds
+
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["failure_ratio"] = self.failure_ratio
         out["holds"] = self.holds
+        out["generator_bound"] = self.generator_bound
         return out
 
 
@@ -94,6 +101,8 @@ class Summary:
     """CPU per registration over every step that held."""
     registers_per_cpu_second: float | None
     """1 / CPU per registration: what one fully busy core would sustain."""
+    helper_cpu_us_per_register: float | None
+    """CPU of the processes reported apart (the edge's nats-server), same steps."""
     saturated: bool
     """False when even the highest rate tried held (the figure is a lower bound)."""
 
@@ -101,19 +110,25 @@ class Summary:
 def summarise(steps: Sequence[Step]) -> Summary:
     held = [s for s in steps if s.holds]
     if not held:
-        return Summary(None, None, None, None, None, saturated=bool(steps))
+        return Summary(None, None, None, None, None, None, saturated=bool(steps))
     best = max(held, key=lambda s: s.offered_rate)
     done = sum(s.successful for s in held)
     cpu = sum(
         s.cpu_us_per_register * s.successful for s in held if not math.isnan(s.cpu_us_per_register)
     )
     per_register = cpu / done if done and cpu > 0 else None
+    helper = sum(
+        s.helper_cpu_us_per_register * s.successful
+        for s in held
+        if not math.isnan(s.helper_cpu_us_per_register)
+    )
     return Summary(
         max_rate=best.offered_rate,
         achieved_rate=best.achieved_rate,
         p99_ms=best.p99_ms,
         cpu_us_per_register=per_register,
         registers_per_cpu_second=1e6 / per_register if per_register else None,
+        helper_cpu_us_per_register=helper / done if done else None,
         saturated=any(not s.holds for s in steps),
     )
 
