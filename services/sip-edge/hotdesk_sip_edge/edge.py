@@ -89,6 +89,14 @@ class DialogOwner(Protocol):
         ...
 
 
+class SubscribeHandler(Protocol):
+    """Serves SUBSCRIBE requests (the BLF notifier)."""
+
+    async def handle(self, request: SipRequest, source: Source) -> SipResponse:
+        """Answer the SUBSCRIBE (and send the NOTIFY that follows a 200)."""
+        ...
+
+
 class SipEdge:
     """One edge instance."""
 
@@ -139,6 +147,8 @@ class SipEdge:
         self._hotdesk = hotdesk
         self.dialogs: DialogOwner | None = None
         """In-dialog requests this owns go to it, not to the proxy."""
+        self.subscriptions: SubscribeHandler | None = None
+        """SUBSCRIBE requests go to it (405 while unset)."""
         self._locations = locations
         self._server_tx: dict[tuple[str, str, str], tuple[ServerTransaction, Source]] = {}
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
@@ -304,6 +314,8 @@ class SipEdge:
             in_dialog = request.to.tag is not None or bool(request.headers.get("Route"))
         if method == "REGISTER":
             return await self.registrar.handle(request, source, now)
+        if method == "SUBSCRIBE" and self.subscriptions is not None:
+            return await self.subscriptions.handle(request, source)
         if method == "CANCEL":
             return await self.proxy.cancel(request, source)
         if self.dialogs is not None and self.dialogs.owns(request):

@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+
+from hotdesk_contracts.directory import Directory
 from hotdesk_runtime.context import ServiceContext
 
+from .blf.subscriptions import Subscriptions
+from .blf.watch import BlfWatch, expire_subscriptions
+from .blf_notifier import BlfNotifier
 from .checksync import CheckSyncResponder, CheckSyncSender
-from .edge import SipEdge
+from .edge import SipEdge, passwords_of
 from .ivr_calls import IvrCalls
 from .location import KvLocationStore
 from .login_state import LedgerFollower, LoginMap
 from .media.ivr_bridge import IvrBridge, IvrCommandRouter, SendBye
 from .media.prompt_store import ObjectStorePromptSource
 
+log = logging.getLogger("hotdesk.sip_edge")
+
+
+async def _logged(name: str, job: Awaitable[None]) -> None:
+    """Run a background job; a failure is logged rather than lost in the loop."""
+    try:
+        await job
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s stopped", name)
+
 
 async def serve(ctx: ServiceContext) -> None:
     """Start the ledger follower, the location store, the IVR call handling, the
-    check-sync responder and the SIP transports on ``ctx.config.sip``; stop cleanly
-    when ``ctx.stopping`` is set."""
+    check-sync responder, the BLF notifier with its KV watch and expiry loop, and the
+    SIP transports on ``ctx.config.sip``; stop cleanly when ``ctx.stopping`` is set."""
     logins = LoginMap()
     follower = LedgerFollower(ctx.js, logins)
     await follower.start()
@@ -44,6 +65,9 @@ async def serve(ctx: ServiceContext) -> None:
         logout_key_uri=lambda: ctx.config.sip.logout_key_uri,
     )
 
+    def passwords_of_current(user: str) -> str | None:
+        return passwords_of(ctx.directory)(user)
+
     async def publish(subject: str, data: bytes) -> None:
         await ctx.nc.publish(subject, data)
 
@@ -61,12 +85,49 @@ async def serve(ctx: ServiceContext) -> None:
     checksync = CheckSyncResponder(
         ctx.nc, CheckSyncSender(network=lambda: edge, locations=locations), ctx.instance_id
     )
+    subscriptions = Subscriptions(
+        [e.number for e in ctx.directory.extensions],
+        min_expires=min(60, settings.max_expires),
+        max_expires=settings.max_expires,
+    )
+    blf = BlfNotifier(
+        subscriptions=subscriptions,
+        auth=lambda: edge.auth,
+        passwords=passwords_of_current,
+        network=lambda: edge,
+    )
+    edge.subscriptions = blf
+
+    async def directory_changed(_old: Directory, new: Directory) -> None:
+        for notify in subscriptions.set_extensions(
+            [e.number for e in new.extensions], time.monotonic()
+        ):
+            await blf.send(notify)
+
+    ctx.on_directory_change(directory_changed)
     await router.start()
     await edge.start()
     await checksync.start()
+    tasks = [
+        asyncio.create_task(
+            _logged(
+                "BLF watch",
+                BlfWatch(ctx.js, subscriptions, blf.send, domain=settings.advertised_host).run(
+                    ctx.stopping
+                ),
+            )
+        ),
+        asyncio.create_task(
+            _logged("BLF expiry", expire_subscriptions(subscriptions, blf.send, ctx.stopping))
+        ),
+    ]
     try:
         await ctx.stopping.wait()
     finally:
+        await blf.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await checksync.close()
         await calls.close()
         await router.close()

@@ -1,0 +1,186 @@
+"""BLF at the edge: SUBSCRIBE for ``Event: dialog`` in, dialog-info NOTIFYs out.
+
+:class:`BlfNotifier` is the SIP adapter around the pure subscription core in
+:mod:`.blf`: it digest-authenticates each SUBSCRIBE as the registrar does (401 with
+``WWW-Authenticate``, RFC 6665 §4.2.1.1 lets a notifier authenticate like any UAS),
+refuses other event packages with 489 Bad Event and ``Allow-Events``, answers, and sends
+every NOTIFY the core asks for with a client transaction (retransmitted over UDP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from typing import Protocol
+
+from .auth import Authenticator, PasswordLookup, Verdict
+from .blf.notify import SubscribeFieldsError, build_notify, subscribe_request, subscribe_response
+from .blf.subscriptions import (
+    EVENT_PACKAGE,
+    NotifyToSend,
+    SubscriptionKey,
+    Subscriptions,
+)
+from .proxy import next_hop
+from .sip.headers import HeaderError, Via
+from .sip.message import SipRequest, SipResponse, response_to
+from .sip.transaction import ClientTransaction
+from .sip.transport import Source
+from .sip.uri import UriError, parse_uri
+
+log = logging.getLogger("hotdesk.sip_edge.blf")
+
+MAGIC = "z9hG4bK"
+
+
+class NotifyNetwork(Protocol):
+    """What the notifier needs from the edge."""
+
+    host: str
+    port: int
+
+    async def send_request(self, request: SipRequest, target: Source) -> bool:
+        """Send a request to ``target``."""
+        ...
+
+    def track(self, branch: str, tx: ClientTransaction, target: Source) -> None:
+        """Run a client transaction's retransmission and timeout timers."""
+        ...
+
+
+def event_package(request: SipRequest) -> str:
+    """The package name of the request's ``Event`` header ('' when absent)."""
+    value = request.headers.get("Event") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+class BlfNotifier:
+    """Serves SUBSCRIBE requests for BLF keys and sends their NOTIFYs."""
+
+    def __init__(
+        self,
+        *,
+        subscriptions: Subscriptions,
+        auth: Callable[[], Authenticator],
+        passwords: PasswordLookup,
+        network: Callable[[], NotifyNetwork],
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.subscriptions = subscriptions
+        self._auth = auth
+        self._passwords = passwords
+        self._network = network
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sources: dict[SubscriptionKey, Source] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, request: SipRequest, source: Source) -> SipResponse:
+        """Answer a SUBSCRIBE (new, refresh or unsubscribe) and send the NOTIFY that
+        follows a 200 (RFC 6665 §4.2.2)."""
+        net = self._network()
+        if event_package(request) != EVENT_PACKAGE:
+            refusal = response_to(request, 489, "Bad Event", to_tag=_tag())
+            refusal.headers.add("Allow-Events", EVENT_PACKAGE)
+            return refusal
+        verdict = self._auth().check(
+            request, "Authorization", self._passwords, source.host, self._clock()
+        )
+        if verdict.verdict is Verdict.CHALLENGE:
+            challenge = response_to(request, 401, "Unauthorized", to_tag=_tag())
+            challenge.headers.add("WWW-Authenticate", verdict.challenge)
+            return challenge
+        if verdict.verdict is Verdict.BAD_REQUEST:
+            return response_to(request, 400, "Bad Request", to_tag=_tag())
+        if verdict.verdict is Verdict.FORBIDDEN:
+            return response_to(request, 403, "Forbidden", to_tag=_tag())
+        try:
+            extension = parse_uri(request.uri).user_unescaped()
+            fields = subscribe_request(
+                request,
+                extension=extension,
+                entity_uri=f"sip:{extension}@{net.host}",
+                authenticated=True,
+            )
+        except SubscribeFieldsError as exc:
+            return response_to(request, exc.status, exc.reason, to_tag=_tag())
+        except UriError:
+            return response_to(request, 416, "Unsupported URI Scheme", to_tag=_tag())
+        outcome = self.subscriptions.subscribe(fields, self._monotonic())
+        response = subscribe_response(request, outcome, contact=f"sip:{net.host}:{net.port}")
+        notify = outcome.notify
+        if notify is not None:
+            key = notify.subscription.key
+            if not notify.terminated:
+                # NOTIFYs go where the SUBSCRIBE came from: the phone may be behind NAT
+                # or on a TCP flow (RFC 3581 §4, RFC 5626 §5.3).
+                self._sources[key] = source
+            # Sent from a task: it runs once the edge has put this 200 on the wire, so
+            # the phone sees the 200 before the NOTIFY (RFC 6665 §4.2.2).
+            self._spawn(self.send(notify))
+        log.info(
+            "BLF subscribe",
+            extra={
+                "call_id": request.call_id,
+                "ext": fields.extension,
+                "status": outcome.status,
+                "subscriber": verdict.identity,
+            },
+        )
+        return response
+
+    async def send(self, notify: NotifyToSend) -> None:
+        """Send one NOTIFY within its subscription's dialog (RFC 3261 §12.2.1.1)."""
+        net = self._network()
+        sub = notify.subscription
+        key = sub.key
+        source = self._sources.get(key)
+        if notify.terminated:
+            self._sources.pop(key, None)
+        transport = source.transport if source is not None else "UDP"
+        branch = MAGIC + secrets.token_hex(8)
+        via = Via(transport, net.host, net.port, (("branch", branch), ("rport", None)))
+        request = build_notify(notify, via=via, contact=f"sip:{net.host}:{net.port}")
+        target = self._target(request, source, transport)
+        if target is None or not await net.send_request(request, target):
+            log.warning("BLF NOTIFY not sent", extra={"call_id": key.call_id})
+            return
+        tx = ClientTransaction(
+            request.serialize(), "NOTIFY", self._clock(), reliable=target.transport != "UDP"
+        )
+        net.track(branch, tx, target)
+
+    def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """End every subscription with a final NOTIFY (``deactivated``: subscribe again,
+        another replica serves it, RFC 6665 §4.1.3)."""
+        for notify in self.subscriptions.terminate_all(self._monotonic(), "deactivated"):
+            await self.send(notify)
+        for task in list(self._tasks):
+            task.cancel()
+
+    @staticmethod
+    def _target(request: SipRequest, source: Source | None, transport: str) -> Source | None:
+        """The first Route when there is one, else where the SUBSCRIBE came from (the
+        phone may be behind NAT or on a TCP flow), else the Request-URI."""
+        with contextlib.suppress(HeaderError, UriError):
+            routes = request.routes("Route")
+            if routes and routes[0].uri is not None:
+                return next_hop(routes[0].uri, transport)
+            if source is not None:
+                return source
+            return next_hop(parse_uri(request.uri), transport)
+        return None
+
+
+def _tag() -> str:
+    return secrets.token_hex(5)
