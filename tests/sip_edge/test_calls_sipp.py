@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from hotdesk_contracts.messages import CallPhase, CallStateChanged
-from hotdesk_sip_edge.sip.message import SipRequest, parse
+from hotdesk_sip_edge.sip.message import SipRequest, parse, response_to
 from tests.sip_edge.harness import (
     DESK_PASSWORD,
     EXT_PASSWORD,
@@ -295,7 +295,11 @@ async def test_phone_behind_nat_is_reached_where_its_register_came_from(
             assert isinstance(message, SipRequest)
             assert message.method == "INVITE"
             assert message.uri == "sip:HD0001@127.0.0.2:5999"
-            call.cancel()
+            # Decline, so the caller's SIPp ends by itself.
+            busy = response_to(message, 486, "Busy Here", to_tag="nat")
+            await asyncio.get_running_loop().sock_sendto(phone.sock, busy.serialize(), phone.edge)
+            result = await call
+            assert "486 Busy Here" in result.messages
         finally:
             phone.close()
 
@@ -331,3 +335,42 @@ async def test_calls_to_a_desk_registered_through_an_sbc_go_through_it(
         invite = uas.messages.split("INVITE sip:", 1)[1]
         assert invite.startswith("HD0001@127.0.0.1:5999")
         assert f"Route: <sip:127.0.0.1:{sbc};lr>" in invite
+
+
+async def test_call_forks_to_every_contact_and_cancels_the_losers(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    answering, ringing = free_udp_port(), free_udp_port()
+    async with running_edge(js, nc, directory()) as running:
+        await _register_contact(running, "101", EXT_PASSWORD, answering)
+        phone = Phone(running.port)
+        try:
+            response = await phone.register(
+                "101", EXT_PASSWORD, contact=f"<sip:101@127.0.0.1:{ringing}>", call_id="second"
+            )
+            assert response.status == 200
+        finally:
+            phone.close()
+        loser = asyncio.create_task(
+            run_sipp("uas_cancelled.xml", running.port, tmp=tmp_path, port=ringing, uas=True)
+        )
+        await _wait_bound(ringing)
+        result, winner = await _call(
+            running,
+            tmp_path,
+            caller="100",
+            password="ext-secret-100",
+            dialled="101",
+            uas_port=answering,
+        )
+        lost = await loser
+        assert result.returncode == 0, result.stderr + result.messages
+        assert winner is not None
+        assert winner.returncode == 0, winner.stderr + winner.messages
+        assert lost.returncode == 0, lost.stderr + lost.messages
+        assert _phases(running, "101") == [
+            CallPhase.TRYING,
+            CallPhase.RINGING,
+            CallPhase.ANSWERED,
+            CallPhase.ENDED,
+        ]

@@ -76,6 +76,29 @@ class CallInfo:
     from_tag: str = ""
     to_tag: str = ""
     answered: bool = False
+    ringing: bool = False
+
+
+@dataclass
+class ForkGroup:
+    """The branches one INVITE was forked to (RFC 3261 §16.6-16.7): the first 2xx
+    wins and the other branches are cancelled; if every branch fails, the best final
+    response goes upstream."""
+
+    branches: list[str] = field(default_factory=list)
+    done: set[str] = field(default_factory=set)
+    answered: bool = False
+    best: SipResponse | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every branch has a final response."""
+        return self.done.issuperset(self.branches)
+
+
+def _rank(status: int) -> tuple[int, int]:
+    # RFC 3261 §16.7 step 6: a 6xx wins, otherwise the lowest response class.
+    return (0 if status >= 600 else 1, status)
 
 
 @dataclass
@@ -91,6 +114,7 @@ class Forwarded:
     call: CallInfo | None = None
     upstream_branch: str = ""
     upstream_request: SipRequest | None = field(default=None, repr=False)
+    group: ForkGroup | None = None
 
 
 def next_hop(uri: SipUri, default_transport: str = "UDP") -> Source:
@@ -132,7 +156,7 @@ class Proxy:
         self.hotdesk = hotdesk
         self._clock = clock
         self.forwarded: dict[str, Forwarded] = {}
-        self._by_upstream: dict[tuple[str, str], str] = {}
+        self._by_upstream: dict[tuple[str, str], ForkGroup] = {}
         self.calls: dict[str, CallInfo] = {}
 
     # --- helpers ------------------------------------------------------------------------
@@ -156,6 +180,7 @@ class Proxy:
         target: Source,
         *,
         call: CallInfo | None = None,
+        group: ForkGroup | None = None,
     ) -> bool:
         branch, via = self._via(target.transport)
         request.headers.add("Via", via, first=True)
@@ -175,9 +200,11 @@ class Proxy:
             call=call,
             upstream_branch=upstream_branch,
             upstream_request=upstream_request,
+            group=group,
         )
-        if request.method == "INVITE":
-            self._by_upstream[(upstream_branch, upstream_request.call_id)] = branch
+        if group is not None:
+            group.branches.append(branch)
+            self._by_upstream[(upstream_branch, upstream_request.call_id)] = group
         return True
 
     def _prepare(self, request: SipRequest) -> SipRequest | None:
@@ -235,11 +262,12 @@ class Proxy:
         from_tag = ""
         with contextlib.suppress(HeaderError):
             from_tag = request.from_.tag or ""
+        branches: list[tuple[SipRequest, Source]] = []
         if isinstance(decision, ToTrunk):
             trunk = parse_uri(decision.uri)
             target_uri = SipUri(trunk.scheme, dialled, trunk.host, trunk.port, None, trunk.params)
             forward.uri = str(target_uri)
-            target = next_hop(target_uri)
+            branches.append((forward, next_hop(target_uri)))
             call = CallInfo(
                 request.call_id, caller.party, decision.callee, caller.desk, "", from_tag
             )
@@ -250,9 +278,10 @@ class Proxy:
             if not current:
                 log.info("callee not registered", extra={**call_log, "aor": decision.aor})
                 return response_to(request, 480, "Temporarily Unavailable", to_tag=_tag())
-            binding = max(current, key=lambda b: b.expires_at)
-            forward.uri = binding.uri
-            target = self._route_to_binding(forward, binding)
+            # Parallel forking to every registered contact (RFC 3261 §16.6), newest first.
+            for binding in sorted(current, key=lambda b: b.expires_at, reverse=True):
+                branch = SipRequest(forward.headers.copy(), forward.body, "INVITE", binding.uri)
+                branches.append((branch, self._route_to_binding(branch, binding)))
             call = CallInfo(
                 request.call_id,
                 caller.party,
@@ -261,11 +290,20 @@ class Proxy:
                 decision.callee_desk,
                 from_tag,
             )
-        if not await self._send(source, request, forward, target, call=call):
+        group = ForkGroup()
+        sent_any = False
+        for branch_request, target in branches:
+            sent_any |= await self._send(
+                source, request, branch_request, target, call=call, group=group
+            )
+        if not sent_any:
             return response_to(request, 503, "Service Unavailable", to_tag=_tag())
         self.calls[request.call_id] = call
         await self._on_call_state(call, CallPhase.TRYING)
-        log.info("call routed", extra={**call_log, "target": forward.uri})
+        log.info(
+            "call routed",
+            extra={**call_log, "targets": [r.uri for r, _ in branches]},
+        )
         return response_to(request, 100, "Trying")
 
     def _present(self, request: SipRequest, caller: Caller) -> None:
@@ -303,22 +341,27 @@ class Proxy:
     # --- CANCEL, ACK and in-dialog requests ---------------------------------------------
 
     async def cancel(self, request: SipRequest, source: Source) -> SipResponse:
-        """RFC 3261 §16.10: answer the CANCEL and cancel the forwarded INVITE."""
-        branch = self._by_upstream.get((request.top_via.branch or "", request.call_id))
-        sent = self.forwarded.get(branch or "")
-        if branch is None or sent is None:
+        """RFC 3261 §16.10: answer the CANCEL and cancel every pending branch."""
+        group = self._by_upstream.get((request.top_via.branch or "", request.call_id))
+        if group is None:
             return response_to(request, 481, "Call/Transaction Does Not Exist")
-        if not sent.final:
+        await self._cancel_branches(group, keep="")
+        return response_to(request, 200, "OK")
+
+    async def _cancel_branches(self, group: ForkGroup, keep: str) -> None:
+        for branch in group.branches:
+            sent = self.forwarded.get(branch)
+            if branch == keep or branch in group.done or sent is None:
+                continue
             cancel = SipRequest(sent.request.headers.copy(), b"", "CANCEL", sent.request.uri)
-            keep = {"Via", "From", "To", "Call-ID", "Route", "Max-Forwards"}
-            cancel.headers.items = [(k, v) for k, v in cancel.headers.items if k in keep]
+            wanted = {"Via", "From", "To", "Call-ID", "Route", "Max-Forwards"}
+            cancel.headers.items = [(k, v) for k, v in cancel.headers.items if k in wanted]
             # The CANCEL carries the same top Via (branch) as the INVITE it cancels (§9.1).
             vias = cancel.headers.get_all("Via")
             cancel.headers.remove("Via")
             cancel.headers.add("Via", vias[0])
             cancel.headers.set("CSeq", f"{sent.request.cseq.seq} CANCEL")
             await self._net.send_request(cancel, sent.target)
-        return response_to(request, 200, "OK")
 
     async def in_dialog(self, request: SipRequest, source: Source) -> SipResponse | None:
         """Forward a request that follows a route set (RFC 3261 §16.4, §16.12)."""
@@ -382,25 +425,43 @@ class Proxy:
             return
         status = response.status
         if sent.final and status >= 200 and not (sent.invite and status < 300):
-            return  # retransmitted final response, already relayed
+            return  # retransmitted final response, already handled
         if status >= 200:
             sent.final = True
         if sent.invite and status >= 300:
             await self._ack_non_2xx(sent, response)
-        relayed = SipResponse(response.headers.copy(), response.body, status, response.reason)
+        group = sent.group
+        if sent.invite and group is not None and status >= 200:
+            group.done.add(branch)
+            if status < 300:
+                if not group.answered:
+                    group.answered = True
+                    await self._cancel_branches(group, keep=branch)
+            else:
+                if group.best is None or _rank(status) < _rank(group.best.status):
+                    group.best = response
+                if group.answered or not group.complete:
+                    return  # another branch may still answer
+                response = group.best
+        self._net.send_response(self._relayed(sent, response), sent.upstream)
+        await self._call_progress(sent, response)
+
+    def _relayed(self, sent: Forwarded, response: SipResponse) -> SipResponse:
+        relayed = SipResponse(
+            response.headers.copy(), response.body, response.status, response.reason
+        )
         # RFC 3261 §16.7 step 3 removes the edge's Via; the rest must be the upstream
         # request's Via stack, which the edge holds itself rather than trusting the
         # downstream element to have echoed it intact.
         upstream_vias = (
             sent.upstream_request.headers.get_all("Via")
             if sent.upstream_request is not None
-            else [str(via) for via in vias[1:]]
+            else response.headers.get_all("Via")[1:]
         )
         relayed.headers.remove("Via")
         for offset, value in enumerate(upstream_vias):
             relayed.headers.items.insert(offset, ("Via", value))
-        self._net.send_response(relayed, sent.upstream)
-        await self._call_progress(sent, response)
+        return relayed
 
     async def _ack_non_2xx(self, sent: Forwarded, response: SipResponse) -> None:
         """RFC 3261 §17.1.1.3: the proxy's client transaction ACKs a non-2xx itself."""
@@ -423,7 +484,8 @@ class Proxy:
         status = response.status
         method = sent.request.method
         if method == "INVITE" and not call.answered:
-            if status in (180, 183):
+            if status in (180, 183) and not call.ringing:
+                call.ringing = True  # once, however many forked branches ring
                 await self._on_call_state(call, CallPhase.RINGING)
             elif 200 <= status < 300:
                 call.answered = True
@@ -437,19 +499,31 @@ class Proxy:
             await self._on_call_state(call, CallPhase.ENDED)
 
     def timed_out(self, branch: str) -> SipResponse | None:
-        """A client transaction failed (Timer B/F): the 408 to relay upstream, if any."""
-        sent = self.forwarded.pop(branch, None)
+        """A client transaction failed (Timer B/F): what to relay upstream, if anything
+        (the best final response once every forked branch is over, else a 408)."""
+        sent = self.forwarded.get(branch)
         if sent is None or sent.final or sent.upstream_request is None:
             return None
+        sent.final = True
         if sent.request.method == "ACK":
             return None
+        group = sent.group
+        if group is not None:
+            group.done.add(branch)
+            if group.answered or not group.complete:
+                return None
+            if group.best is not None:
+                return self._relayed(sent, group.best)
         return response_to(sent.upstream_request, 408, "Request Timeout", to_tag=_tag())
 
     def forget(self, branch: str) -> None:
         """The client transaction ended: drop its state."""
         sent = self.forwarded.pop(branch, None)
         if sent is not None and sent.invite and sent.upstream_request is not None:
-            self._by_upstream.pop((sent.upstream_branch, sent.upstream_request.call_id), None)
+            key = (sent.upstream_branch, sent.upstream_request.call_id)
+            group = self._by_upstream.get(key)
+            if group is not None and not any(b in self.forwarded for b in group.branches):
+                del self._by_upstream[key]
 
 
 def _tag() -> str:
