@@ -5,10 +5,10 @@ event touches, and how one event changes one key's value (``apply``, pure). The
 :class:`ProjectionRunner` does the I/O:
 
 * one **durable** pull consumer per projection on ``HOTDESK_LEDGER``, so with several
-  replicas of a service each event is handed to one of them. ``max_ack_pending`` equals
-  the batch size and a batch is applied only when it is everything delivered and not
-  yet acked, so batches are applied one at a time, in stream order, across all
-  replicas (a batch fetched while another is in flight is left to be redelivered);
+  replicas of a service each event is handed to one of them. The consumer takes one
+  pull request at a time, and a batch is applied only when nothing before it is
+  unapplied (it continues the consumer's ack floor, or it is all that is in flight),
+  so batches are applied in stream order across replicas (see ``_in_order``);
 * for each batch: decode, group events by key, read each key's stored value (cached
   between batches), fold the key's events in order, and write the key **once** with
   the stream sequence of the last event applied to it (the value is stored as
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -305,6 +306,10 @@ class ProjectionRunner(Generic[T]):
             ack_policy=js_api.AckPolicy.ALL,
             ack_wait=self.ack_wait,
             max_ack_pending=self.batch_size,
+            # One pull request at a time across all replicas: a batch is then always
+            # a consecutive run of the stream, never interleaved with another
+            # replica's (a second request is refused with 409 and retried).
+            max_waiting=1,
             description=f"projection {self.projection.name} -> KV {self.projection.bucket}",
         )
         await self.js.add_consumer(self.stream, config)
@@ -364,28 +369,50 @@ class ProjectionRunner(Generic[T]):
         wait = self.fetch_wait if wait is None else wait
         msgs = await self._fetch(wait, limit)
         if not msgs:
+            # Also what a refused pull (another replica's is waiting) looks like.
+            await asyncio.sleep(0.05)
             return 0
-        # Acking with policy "all" acknowledges every earlier delivery too, and a key's
-        # events must be folded in stream order. So a batch is applied only when it is
-        # the whole of what is delivered and unacked: anything more is an earlier batch
-        # still in flight (another replica, or one that died and awaits redelivery
-        # after ack_wait). Ours is then left unacked and comes back, in order, with it.
-        info = await self.js.consumer_info(self.stream, self.consumer)
-        if int(info.num_ack_pending or 0) > len(msgs):
+        seqs = [stream_seq(reply) for _, reply, _ in msgs]
+        if not await self._in_order(seqs):
             log.info(
-                "projection waits for an earlier batch",
-                extra={"projection": self.projection.name, "in_flight": info.num_ack_pending},
+                "projection leaves a batch for redelivery behind an earlier one",
+                extra={"projection": self.projection.name, "first_seq": seqs[0]},
             )
-            await asyncio.sleep(wait)
             return 0
-        await self._apply(msgs)
+        await self._apply(msgs, seqs)
         return len(msgs)
 
-    async def _apply(self, msgs: list[Delivery]) -> None:
+    async def _in_order(self, seqs: list[int]) -> bool:
+        """Whether a batch may be applied and acked now.
+
+        Acking with policy "all" acknowledges every earlier delivery too, and a key's
+        events must be folded in stream order. So a batch is applied only when nothing
+        before it is still unapplied: either it continues the consumer's ack floor
+        without a gap (the consumer takes the whole stream, which is never rewritten,
+        so stream sequences are consecutive), or it is all that is delivered and
+        unacked. Otherwise an earlier batch is in flight elsewhere: we hold ours and
+        look again until half of ``ack_wait`` has passed, then give it up to be
+        redelivered, in order, with the earlier one.
+        """
+        contiguous = all(b == a + 1 for a, b in itertools.pairwise(seqs))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ack_wait / 2
+        while True:
+            info = await self.js.consumer_info(self.stream, self.consumer)
+            floor = int(info.ack_floor.stream_seq) if info.ack_floor else 0
+            if contiguous and seqs[0] == floor + 1:
+                return True
+            if int(info.num_ack_pending or 0) <= len(seqs):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+    async def _apply(self, msgs: list[Delivery], seqs: list[int]) -> None:
         by_key: dict[str, list[tuple[int, LedgerEvent]]] = {}
         wanted = self._wanted_subjects
         keys_of = self.projection.keys
-        for subject, reply, data in msgs:
+        for (subject, _, data), seq in zip(msgs, seqs, strict=True):
             relevant = wanted.get(subject)
             if relevant is None:
                 relevant = wanted[subject] = any(
@@ -393,7 +420,6 @@ class ProjectionRunner(Generic[T]):
                 )
             if not relevant:
                 continue
-            seq = stream_seq(reply)
             try:
                 event = decode_event(data)
             except EventDecodeError as exc:
@@ -410,7 +436,7 @@ class ProjectionRunner(Generic[T]):
                     by_key[key] = [(seq, event)]
                 else:
                     group.append((seq, event))
-        last_seq = stream_seq(msgs[-1][1])
+        last_seq = seqs[-1]
         keys = list(by_key)
         for start in range(0, len(keys), self.write_concurrency):
             chunk = keys[start : start + self.write_concurrency]

@@ -248,6 +248,34 @@ async def test_a_runner_task_cancelled_mid_batch_applies_nothing_twice_after_res
     await second.stop()
 
 
+async def test_two_replicas_of_a_projection_apply_each_event_exactly_once(
+    js: JetStreamContext,
+) -> None:
+    store = EventStore(js)
+    await store.ensure_stream()
+    ledger = Ledger(store)
+    projection = DeskOccupancy()
+    replicas = [
+        ProjectionRunner(js, DeskOccupancy(), batch_size=8, fetch_wait=0.2, ack_wait=1.0)
+        for _ in range(2)
+    ]
+    stopping = asyncio.Event()
+    tasks = [asyncio.create_task(r.run(stopping)) for r in replicas]
+    try:
+        await seat_and_free(ledger, 3)
+        target = await store.last_seq()
+        async with asyncio.timeout(30):
+            while await replicas[0].checkpoint() < target or await replicas[0].pending() > 0:
+                await asyncio.sleep(0.05)
+        model = await replicas[1].items()
+        assert model == await ledger_fold(store, projection)
+        assert all(v.events == 6 for v in model.values())
+    finally:
+        stopping.set()
+        async with asyncio.timeout(10):
+            await asyncio.gather(*tasks)
+
+
 def test_subjects_match_like_nats_wildcards() -> None:
     assert subject_matches("hotdesk.ledger.desk.HD0001", subjects.LEDGER_DESKS)
     assert not subject_matches("hotdesk.ledger.user.100", subjects.LEDGER_DESKS)
