@@ -314,7 +314,7 @@ def main(argv: list[str]) -> int:
             "holds_when": f"failures < {MAX_FAILURE_RATIO:.1%} and completed >= "
             f"{MIN_ACHIEVED_RATIO:.0%} of the offered rate",
             "delay": "first REGISTER -> 200 OK, the 401 round trip included; SIPp "
-            "measures whole milliseconds",
+            "measures whole milliseconds and adds its own scheduling (a few ms)",
             "cpu": "utime + stime of the registrar's processes during the step, per "
             "successful registration (two requests: the challenged one and the "
             "authenticated one)",

@@ -59,7 +59,11 @@ class Step:
         return self.generator_cpu_seconds >= GENERATOR_BOUND * self.wall_seconds
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        """For JSON: a figure that could not be measured (no sample) is null."""
+        out = {
+            k: None if isinstance(v, float) and math.isnan(v) else v
+            for k, v in asdict(self).items()
+        }
         out["failure_ratio"] = self.failure_ratio
         out["holds"] = self.holds
         out["generator_bound"] = self.generator_bound

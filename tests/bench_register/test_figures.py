@@ -147,3 +147,16 @@ def test_no_step_held_means_no_rate() -> None:
     summary = summarise([step(250, calls=1000, failed=1000, achieved=0.0)])
     assert summary.max_rate is None
     assert summary.saturated
+
+
+def test_a_figure_that_could_not_be_measured_is_null_in_the_results() -> None:
+    run = StepRun(
+        counts=SippCounts(10, 0, 10, 0, 10, 0),
+        delays=Delays([], last_completion_ms=0.0),
+        wall_seconds=1.0,
+        generator_cpu_seconds=0.1,
+    )
+    figures = step_from_run(100, run, cpu_seconds=0.01, helper_cpu_seconds=0.0).as_dict()
+    assert figures["p99_ms"] is None
+    assert figures["cpu_us_per_register"] is None
+    assert figures["holds"] is False
