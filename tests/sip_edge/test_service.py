@@ -98,3 +98,27 @@ async def test_hotdesk_codes_are_handed_to_the_media_path(js: JetStreamContext, 
             assert handler.calls == [("HD0001", Login("100"))]
         finally:
             phone.close()
+
+
+async def test_in_dialog_request_with_a_forged_route_is_not_relayed(
+    js: JetStreamContext, nc: Client
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        phone = Phone(running.port)
+        target = free_udp_port()
+        try:
+            for route in (
+                f"<sip:127.0.0.1:{running.port};lr>",
+                f"<sip:127.0.0.1:{running.port};lr;hd=00000000000000000000>",
+            ):
+                bye = (
+                    f"BYE sip:victim@127.0.0.1:{target} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{phone.port};branch=z9hG4bKbye{len(route)}\r\n"
+                    f"Route: {route}\r\n"
+                    "From: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:victim@127.0.0.1>;tag=b\r\n"
+                    f"Call-ID: forged{len(route)}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+                ).encode()
+                response = await phone.request(bye)
+                assert response.status == 403
+        finally:
+            phone.close()

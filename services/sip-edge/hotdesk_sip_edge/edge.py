@@ -182,6 +182,9 @@ class SipEdge:
             on_call_state=self._call_state,
             hotdesk=self._hotdesk,
             clock=self._clock,
+            route_secret=hashlib.sha256(
+                b"record-route\0" + nonce_secret(self._directory(), self.settings.realm)
+            ).digest(),
         )
         if emergency_trunk(self._directory()) is None:
             log.warning(

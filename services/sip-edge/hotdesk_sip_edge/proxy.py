@@ -10,6 +10,7 @@ INFO, UPDATE) come back through it and follow the route set.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -143,6 +144,7 @@ class Proxy:
         on_call_state: CallStateListener,
         hotdesk: HotdeskCallHandler | None = None,
         clock: Callable[[], float],
+        route_secret: bytes,
     ) -> None:
         self._net = network
         self.host = host
@@ -155,6 +157,7 @@ class Proxy:
         self._on_call_state = on_call_state
         self.hotdesk = hotdesk
         self._clock = clock
+        self._route_secret = route_secret
         self.forwarded: dict[str, Forwarded] = {}
         self._by_upstream: dict[tuple[str, str], ForkGroup] = {}
         self.calls: dict[str, CallInfo] = {}
@@ -168,9 +171,16 @@ class Proxy:
         branch = MAGIC + secrets.token_hex(8)
         return branch, f"SIP/2.0/{transport} {self.host}:{self.port};branch={branch};rport"
 
-    def _record_route(self, transport: str) -> str:
+    def _dialog_token(self, call_id: str) -> str:
+        mac = hmac.new(self._route_secret, call_id.encode("utf-8", "surrogateescape"), "sha256")
+        return mac.hexdigest()[:20]
+
+    def _record_route(self, transport: str, call_id: str) -> str:
+        # The hd parameter proves that this edge (or a replica sharing the secret)
+        # routed the dialog: in-dialog requests without it are refused, so the route
+        # set cannot be used to relay arbitrary traffic through the edge.
         suffix = ";transport=tcp" if transport == "TCP" else ""
-        return f"<sip:{self.host}:{self.port}{suffix};lr>"
+        return f"<sip:{self.host}:{self.port}{suffix};lr;hd={self._dialog_token(call_id)}>"
 
     async def _send(
         self,
@@ -258,7 +268,9 @@ class Proxy:
         forward.headers.remove("Proxy-Authorization")
         self._present(forward, caller)
         # RFC 3261 §16.6 step 4: Record-Route so in-dialog requests come through here.
-        forward.headers.add("Record-Route", self._record_route(source.transport), first=True)
+        forward.headers.add(
+            "Record-Route", self._record_route(source.transport, request.call_id), first=True
+        )
         from_tag = ""
         with contextlib.suppress(HeaderError):
             from_tag = request.from_.tag or ""
@@ -372,7 +384,16 @@ class Proxy:
             routes = forward.routes("Route")
         except HeaderError:
             return None if request.method == "ACK" else response_to(request, 400, "Bad Request")
-        if routes and self._is_me(routes[0].uri):
+        mine = routes[0].uri if routes else None
+        if mine is None or not self._is_me(mine):
+            # Only dialogs this edge record-routed are relayed (no open relay).
+            return None if request.method == "ACK" else response_to(request, 403, "Forbidden")
+        if not hmac.compare_digest(mine.param("hd") or "", self._dialog_token(request.call_id)):
+            log.warning(
+                "in-dialog request with a foreign route", extra={"call_id": request.call_id}
+            )
+            return None if request.method == "ACK" else response_to(request, 403, "Forbidden")
+        if routes:
             forward.headers.remove("Route")
             for entry in routes[1:]:
                 forward.headers.add("Route", str(entry))
