@@ -69,7 +69,7 @@ async def test_baresip_desk_logs_in_with_sndcode_and_hears_the_prompts(
             if phone.returncode is None:
                 phone.terminate()
                 await asyncio.wait_for(phone.wait(), 10)
-    assert [(type(e), e.user) for e in events] == [(LoggedIn, "101")]  # type: ignore[union-attr]
+    assert [(type(e), e.user) for e in events] == [(LoggedIn, "101")]
     dumps = sorted((tmp_path / "dump").glob("*-dec.wav"))
     assert len(dumps) == 1
     # baresip's μ-law decoder rounds a few codes differently from the ITU tables, so

@@ -7,6 +7,7 @@ import asyncio
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from hotdesk_contracts import subjects
@@ -24,8 +25,8 @@ async def test_in_dialog_requests_of_an_ivr_call_are_answered_by_the_edge(
     media = await RtpPeer().start()
     ended: asyncio.Queue[CallEnded] = asyncio.Queue()
 
-    async def on_ended(msg: object) -> None:
-        ended.put_nowait(msgspec.json.decode(msg.data, type=CallEnded))  # type: ignore[attr-defined]
+    async def on_ended(msg: Msg) -> None:
+        ended.put_nowait(msgspec.json.decode(msg.data, type=CallEnded))
 
     async with running_system(nc, js, (36100, 36199)) as system:
         phone = RawPhone(system.sip_port, "HD0001", DESK_PASSWORD)

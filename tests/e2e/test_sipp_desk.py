@@ -33,7 +33,7 @@ async def test_desk_logs_in_through_the_edge_and_hears_the_pin_prompt(
             )
             assert run.returncode == 0, run.stderr[-2000:] + run.messages[-3000:]
             events = await system.desk_ledger("HD0001")
-        assert [(type(e), e.user) for e in events] == [(LoggedIn, "100")]  # type: ignore[union-attr]
+        assert [(type(e), e.user) for e in events] == [(LoggedIn, "100")]
         heard = []
         while not listener.received.empty():
             heard.append(listener.received.get_nowait().packet)
@@ -62,7 +62,7 @@ async def test_desk_logs_in_with_sip_info_digits(
             )
             assert run.returncode == 0, run.stderr[-2000:] + run.messages[-3000:]
             events = await system.desk_ledger("HD0002")
-        assert [(type(e), e.user) for e in events] == [(LoggedIn, "100")]  # type: ignore[union-attr]
+        assert [(type(e), e.user) for e in events] == [(LoggedIn, "100")]
     finally:
         listener.close()
 

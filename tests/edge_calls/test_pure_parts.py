@@ -1,0 +1,173 @@
+"""The pure parts of the edge's own calls and requests: logout-key detection, the UAS
+BYE, the check-sync NOTIFY, its targets and results."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hotdesk_contracts.dialplan import Login, Logout
+from hotdesk_sip_edge.checksync import (
+    AwaitedTransaction,
+    CheckSyncSender,
+    best_status,
+    binding_target,
+)
+from hotdesk_sip_edge.ivr_calls import IvrCalls, IvrDialog, feature_of, is_logout_key, source_of
+from hotdesk_sip_edge.location import Binding, MemoryLocationStore
+from hotdesk_sip_edge.media.ivr_bridge import IvrBridge
+from hotdesk_sip_edge.sip.headers import parse_via
+from hotdesk_sip_edge.sip.message import Headers, SipRequest, SipResponse, parse
+from hotdesk_sip_edge.sip.transaction import ClientTransaction
+from hotdesk_sip_edge.sip.transport import Source
+
+
+class FakeNetwork:
+    host = "192.0.2.10"
+    port = 5060
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[SipRequest, Source]] = []
+        self.tracked: list[tuple[str, ClientTransaction, Source]] = []
+
+    async def send_request(self, request: SipRequest, target: Source) -> bool:
+        self.sent.append((request, target))
+        return True
+
+    def send_response(self, response: SipResponse, target: Source) -> None:
+        pass
+
+    def track(self, branch: str, tx: ClientTransaction, target: Source) -> None:
+        self.tracked.append((branch, tx, target))
+
+
+def test_logout_key_is_recognised_by_the_dialled_uri_only() -> None:
+    assert is_logout_key("*77*5*", "*77*5*")
+    assert is_logout_key("logoutkey", "sip:logoutkey@pbx.example")
+    assert not is_logout_key("*77*5*", "")
+    assert not is_logout_key("*77*5*", "logoutkey")
+
+
+def test_hot_desk_codes_map_to_the_ivr_features() -> None:
+    assert feature_of(Login("100")) == ("login", "100")
+    assert feature_of(Logout()) == ("logout", "")
+
+
+def test_requests_go_back_to_the_stamped_source_address() -> None:
+    via = parse_via("SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKx;received=198.51.100.7;rport=40000")
+    assert source_of(via[0]) == Source("UDP", "198.51.100.7", 40000)
+    plain = parse_via("SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKy")
+    assert source_of(plain[0]) == Source("TCP", "127.0.0.1", 5070)
+
+
+async def test_uas_bye_swaps_the_dialog_and_follows_a_strict_route() -> None:
+    async def no_bridge(call_id: str, offer: bytes, send_bye: object) -> IvrBridge:
+        raise AssertionError("not used")
+
+    calls = IvrCalls(open_bridge=no_bridge, on_bridge=lambda b: None, logout_key_uri=lambda: "")
+    network = FakeNetwork()
+    calls.attach(network)
+    dialog = IvrDialog(
+        call_id="c1",
+        local_tag="ours",
+        remote_tag="theirs",
+        local_uri="<sip:*77*100*@192.0.2.10>",
+        remote_uri="<sip:HD0001@192.0.2.10>;tag=theirs",
+        remote_target="sip:HD0001@10.0.0.5:5062",
+        route_set=["<sip:sbc.example:5060>"],
+        target=Source("UDP", "198.51.100.7", 5060),
+        bridge=IvrBridge.__new__(IvrBridge),
+        ok=SipResponse.__new__(SipResponse),
+        local_cseq=7,
+    )
+    request, branch = calls.bye_request(dialog)
+    message = parse(request.serialize())
+    assert isinstance(message, SipRequest)
+    assert message.method == "BYE"
+    # RFC 3261 §12.2.1.1: a strict router becomes the Request-URI, the remote target
+    # goes last in the Route set.
+    assert message.uri == "sip:sbc.example:5060"
+    assert message.headers.get_all("Route") == ["<sip:HD0001@10.0.0.5:5062>"]
+    assert (message.from_.tag, message.to.tag) == ("ours", "theirs")
+    assert (message.cseq.seq, message.call_id) == (8, "c1")
+    assert message.top_via.branch == branch
+
+
+def test_best_status_prefers_a_success_then_the_lowest_failure() -> None:
+    assert best_status([0, 481, 200]) == 200
+    assert best_status([0, 486, 408]) == 408
+    assert best_status([0, 0]) == 0
+
+
+async def test_notify_transaction_reports_0_when_timer_f_fires() -> None:
+    tx = AwaitedTransaction(b"NOTIFY", "NOTIFY", 0.0, reliable=False)
+    tx.fire(0.5)
+    assert not tx.final.done()
+    tx.fire(32.0)
+    assert tx.final.result() == 0
+
+
+async def test_notify_transaction_reports_the_final_status_not_a_provisional() -> None:
+    tx = AwaitedTransaction(b"NOTIFY", "NOTIFY", 0.0, reliable=True)
+    assert tx.receive(100, 0.1)
+    assert not tx.final.done()
+    assert tx.receive(200, 0.2)
+    assert tx.final.result() == 200
+
+
+def binding(**changes: object) -> Binding:
+    fields: dict[str, object] = {
+        "contact": "<sip:HD0001@10.0.0.5:5062>",
+        "uri": "sip:HD0001@10.0.0.5:5062",
+        "expires_at": 1000.0,
+        "call_id": "reg",
+        "cseq": 1,
+        "source_host": "198.51.100.7",
+        "source_port": 40000,
+    }
+    fields.update(changes)
+    return Binding(**fields)  # type: ignore[arg-type]
+
+
+def test_check_sync_goes_through_the_path_else_to_the_nat_source() -> None:
+    request = SipRequest(Headers(), b"", "NOTIFY", "sip:HD0001@10.0.0.5:5062")
+    via_path = binding(path=["<sip:sbc.example:5080;lr>"])
+    assert binding_target(request, via_path) == Source("UDP", "sbc.example", 5080)
+    assert request.headers.get_all("Route") == ["<sip:sbc.example:5080;lr>"]
+    natted = binding(behind_nat=True)
+    assert binding_target(request, natted) == Source("UDP", "198.51.100.7", 40000)
+    direct = binding()
+    assert binding_target(request, direct) == Source("UDP", "10.0.0.5", 5062)
+
+
+async def test_check_sync_notify_is_out_of_dialog_and_terminated() -> None:
+    store = MemoryLocationStore()
+    await store.save("HD0001", [binding()], 0, 60)
+    network = FakeNetwork()
+    sender = CheckSyncSender(network=lambda: network, locations=store, clock=lambda: 10.0)
+    task = asyncio.create_task(sender.send("HD0001", "check-sync;reboot=false"))
+    for _ in range(100):
+        if network.tracked:
+            break
+        await asyncio.sleep(0)
+    request, target = network.sent[0]
+    message = parse(request.serialize())
+    assert isinstance(message, SipRequest)
+    assert (message.method, message.uri) == ("NOTIFY", "sip:HD0001@10.0.0.5:5062")
+    assert message.headers.get("Event") == "check-sync;reboot=false"
+    assert message.headers.get("Subscription-State") == "terminated"
+    assert message.headers.get("Max-Forwards") == "70"
+    assert message.to.tag is None
+    assert message.from_.tag
+    assert target == Source("UDP", "10.0.0.5", 5062)
+    _, tx, _ = network.tracked[0]
+    tx.receive(200, 10.1)
+    assert await task == (200, 1)
+
+
+async def test_check_sync_of_a_desk_without_binding_sends_nothing() -> None:
+    network = FakeNetwork()
+    sender = CheckSyncSender(
+        network=lambda: network, locations=MemoryLocationStore(), clock=lambda: 10.0
+    )
+    assert await sender.send("HD0002", "check-sync") == (0, 0)
+    assert network.sent == []
