@@ -1,0 +1,273 @@
+"""BLF fan-out: one extension's state change to 1,000 subscribed desk phones.
+
+The real edge (``hotdesk_sip_edge.main.serve``) runs in this process against a fresh
+nats-server; the subscribers run in a process of their own
+(:mod:`bench.presence.subscribers`), 1,000 UDP sockets each subscribed to extension
+100 with digest authentication. A round writes the extension's next BLF value to the
+``hotdesk_blf`` bucket exactly as presence's ``BlfStates`` fold stores it; the edge's
+``BlfWatch`` sees it, renders 1,000 dialog-info NOTIFYs and sends them in client
+transactions. The figure is the time from the KV write to the last NOTIFY received.
+
+The peer, in the same run and to the same sockets: the 1,000 NOTIFYs of the first round,
+already serialized, sent by a bare ``sendto`` loop (the floor any notifier pays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import msgspec
+import nats
+from nats.js import JetStreamContext
+
+from hotdesk_contracts import streams
+from hotdesk_contracts.directory import Config, Desk, Extension, SipSettings, Trunk
+from hotdesk_presence.projections import BlfDialog, BlfState, BusStored
+from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.nats import ensure_jetstream
+from hotdesk_sip_edge import main as edge_main
+from tests.support.natsserver import NatsServer, free_port
+
+from .subscribers import PASSWORD_ENV, desk_name
+
+SUBSCRIBERS = 1000
+ROUNDS = int(os.environ.get("BENCH_BLF_ROUNDS", "50"))
+WATCHED = "100"
+DESK_PASSWORD = "bench-desk-secret"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def blf_value(round_no: int) -> bytes:
+    """Extension 100's BLF value after ``round_no`` changes, as presence stores it:
+    odd rounds a confirmed call to 101, even rounds that call ended."""
+    call_id = f"bench-call-{(round_no + 1) // 2}"
+    dialog = BlfDialog(
+        call_id=call_id,
+        state="confirmed",
+        direction="initiator",
+        local_tag="lt",
+        remote_tag="rt",
+        remote="101",
+        desk="HD0001",
+    )
+    ended = round_no % 2 == 0
+    state = BlfState(
+        ext=WATCHED,
+        version=round_no,
+        state="terminated" if ended else "confirmed",
+        call_id=call_id,
+        direction="initiator",
+        local_tag="lt",
+        remote_tag="rt",
+        remote="101",
+        active=[] if ended else [dialog],
+        changed_at=T0 + timedelta(seconds=round_no),
+    )
+    stored = BusStored[BlfState](applied={streams.EDGE.name: round_no}, value=state)
+    return msgspec.json.encode(stored)
+
+
+def config(port: int) -> Config:
+    """Extensions 100 and 101 and SUBSCRIBERS desks; limits raised so that 1,000 phones
+    on one address may subscribe at once."""
+    return Config(
+        extensions=[
+            Extension(number=WATCHED, name="Watched Example"),
+            Extension(number="101", name="Caller Example"),
+        ],
+        desks=[
+            Desk(
+                name=desk_name(i),
+                mac=f"00:15:65:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+                sip_password=DESK_PASSWORD,
+            )
+            for i in range(SUBSCRIBERS)
+        ],
+        # Never called; configured so the edge starts without the missing-trunk warning.
+        trunks=[Trunk(name="emergency", uri=f"sip:127.0.0.1:{free_port()}", emergency=True)],
+        sip=SipSettings(
+            listen="127.0.0.1",
+            port=port,
+            tls_port=free_port(),
+            advertised_host="127.0.0.1",
+            rate_limit_per_second=1e6,
+            rate_limit_burst=1_000_000,
+        ),
+    )
+
+
+class Receiver:
+    """The subscribers' process: started, read line by line, stopped."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, edge_port: int, dump: Path) -> Receiver:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.presence.subscribers",
+            "--edge-port",
+            str(edge_port),
+            "--count",
+            str(SUBSCRIBERS),
+            "--ext",
+            WATCHED,
+            "--dump",
+            str(dump),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, PASSWORD_ENV: DESK_PASSWORD},
+        )
+        return cls(proc)
+
+    async def line(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not raw:
+            raise RuntimeError(f"subscribers exited ({await self.proc.wait()})")
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    async def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def summary(latencies_ms: list[float]) -> dict[str, float]:
+    """p50, p99 (nearest rank) and max of a list of milliseconds."""
+    ordered = sorted(latencies_ms)
+    p99_rank = max(0, -(-99 * len(ordered) // 100) - 1)
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[p99_rank],
+        "max_ms": ordered[-1],
+        "mean_ms": statistics.fmean(ordered),
+    }
+
+
+async def edge_rounds(js: JetStreamContext, receiver: Receiver) -> list[dict[str, float]]:
+    """ROUNDS state changes through the edge, one at a time."""
+    kv = await js.key_value(streams.BLF.bucket)
+    out = []
+    for round_no in range(1, ROUNDS + 1):
+        data = blf_value(round_no)
+        started = time.monotonic()
+        await kv.put(WATCHED, data)
+        line = await receiver.line(30)
+        out.append(
+            {
+                "first_ms": (line["first"] - started) * 1000,
+                "last_ms": (line["last"] - started) * 1000,
+                "repeats_so_far": line["repeats"],
+            }
+        )
+        await asyncio.sleep(0.05)  # let the 200s settle: rounds do not overlap
+    return out
+
+
+async def floor_rounds(receiver: Receiver, dump: Path, ports: list[int]) -> list[dict[str, float]]:
+    """The same NOTIFY bytes from a bare ``sendto`` loop, ROUNDS times."""
+    notifies = []
+    for row in dump.read_text().splitlines():
+        index, hexdata = row.split()
+        notifies.append((("127.0.0.1", ports[int(index)]), bytes.fromhex(hexdata)))
+    out = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        for _ in range(ROUNDS):
+            started = time.monotonic()
+            for address, data in notifies:
+                sock.sendto(data, address)
+            sent = time.monotonic()
+            line = await receiver.line(30)
+            out.append(
+                {
+                    "first_ms": (line["first"] - started) * 1000,
+                    "last_ms": (line["last"] - started) * 1000,
+                    "send_loop_ms": (sent - started) * 1000,
+                }
+            )
+            await asyncio.sleep(0.05)
+    return out
+
+
+async def run() -> dict[str, Any]:
+    """Start nats-server, the edge and the subscribers; measure both sides."""
+    # The edge logs each subscription at INFO; keep the bench output to the figures.
+    logging.getLogger("hotdesk").setLevel(logging.WARNING)
+    server = NatsServer().start()
+    try:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream(timeout=30)
+        await ensure_jetstream(js)
+        kv = await js.key_value(streams.BLF.bucket)
+        await kv.put(WATCHED, blf_value(0))
+        port = free_port()
+        ctx = ServiceContext(
+            name="sip-edge",
+            instance_id="bench-edge",
+            config=config(port),
+            config_path=None,
+            nc=nc,
+            js=js,
+            log=logging.getLogger("bench"),
+        )
+        edge = asyncio.create_task(edge_main.serve(ctx))
+        with TemporaryDirectory(prefix="bench-blf-") as tmp:
+            dump = Path(tmp) / "notifies.txt"
+            receiver = await Receiver.start(port, dump)
+            try:
+                started = time.monotonic()
+                ready = await receiver.line(120)
+                subscribe_s = time.monotonic() - started
+                print(f"{SUBSCRIBERS} subscribed in {subscribe_s:.1f}s", flush=True)
+                through_edge = await edge_rounds(js, receiver)
+                floor = await floor_rounds(receiver, dump, ready["ports"])
+                notify_bytes = len(dump.read_text().splitlines()[0].split()[1]) // 2
+            finally:
+                await receiver.stop()
+                ctx.stopping.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(edge, 30)
+        await nc.close()
+    finally:
+        server.close()
+    edge_last = [r["last_ms"] for r in through_edge]
+    floor_last = [r["last_ms"] for r in floor]
+    return {
+        "path": "real edge: hotdesk_sip_edge.main.serve (BlfWatch on the hotdesk_blf KV "
+        "bucket -> Subscriptions.state_changed -> build_notify -> UDP client transaction), "
+        "subscribers in a separate process",
+        "subscribers": SUBSCRIBERS,
+        "rounds": ROUNDS,
+        "subscribe_all_seconds": subscribe_s,
+        "notify_bytes": notify_bytes,
+        "edge": {**summary(edge_last), "rounds_ms": through_edge},
+        "floor_sendto": {
+            **summary(floor_last),
+            "send_loop_p50_ms": statistics.median(r["send_loop_ms"] for r in floor),
+            "rounds_ms": floor,
+        },
+        "retransmitted_notifies": through_edge[-1]["repeats_so_far"],
+        "edge_over_floor_p50": statistics.median(edge_last) / statistics.median(floor_last),
+    }
