@@ -256,14 +256,20 @@ class IvrCalls:
     # --- in-dialog requests ---------------------------------------------------------
 
     def owns(self, request: SipRequest) -> bool:
-        """Whether ``request`` belongs to one of these dialogs (Call-ID and our tag)."""
+        """Whether ``request`` is for a dialog the edge terminates itself: one of these
+        calls (Call-ID and our tag), or any in-dialog request addressed to the edge with
+        no Route left, which only a dialog of the edge's own can produce (RFC 3261
+        §12.2.2: an unknown one is answered 481 by :meth:`in_dialog`)."""
         dialog = self.dialogs.get(request.call_id)
-        if dialog is None:
-            return False
         try:
-            return request.to.tag == dialog.local_tag
-        except HeaderError:
+            if dialog is not None:
+                return request.to.tag == dialog.local_tag
+            if request.to.tag is None or request.headers.get("Route") or self._net is None:
+                return False
+            uri = parse_uri(request.uri)
+        except (HeaderError, UriError):
             return False
+        return uri.host == self._net.host and (uri.port or 5060) == self._net.port
 
     async def in_dialog(self, request: SipRequest, source: Source) -> SipResponse | None:
         """Serve an in-dialog request of an owned call (None for ACK: no response)."""
@@ -273,6 +279,10 @@ class IvrCalls:
             if method == "ACK":
                 return None
             return response_to(request, 481, "Call/Transaction Does Not Exist")
+        if not dialog.route_set:
+            # Symmetric signalling: the phone's latest request came from where it can be
+            # reached (its TCP connection, its NAT binding), not necessarily its Via.
+            dialog.target = source
         if method == "ACK":
             dialog.acked = True
             return None
