@@ -328,11 +328,11 @@ def main(argv: list[str]) -> int:
     }
     (args.output / "register.json").write_text(json.dumps(results, indent=2) + "\n")
     chart(results, args.output / "register.png")
-    for name, target in targets.items():
-        if not target["available"]:
+    for name, figures_of in targets.items():
+        if not figures_of["available"]:
             print(f"{name:18} not available")
             continue
-        s = target["summary"]
+        s = figures_of["summary"]
         rate = f"{s['max_rate']}/s" if s["max_rate"] else "none"
         bound = "" if s["saturated"] else " (did not saturate: a lower bound)"
         print(

@@ -60,8 +60,11 @@ class Registrar:
 class Target(Protocol):
     """Something that can be benchmarked: a named way to get a running registrar."""
 
-    name: str
-    description: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
 
     def running(
         self, workdir: Path, users: Sequence[User]
