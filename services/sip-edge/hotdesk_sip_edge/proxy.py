@@ -384,7 +384,12 @@ class Proxy:
             routes = forward.routes("Route")
         except HeaderError:
             return None if request.method == "ACK" else response_to(request, 400, "Bad Request")
-        mine = routes[0].uri if routes else None
+        if not routes:
+            # No route set through the edge: a dialog it does not know (§12.2.2).
+            if request.method == "ACK":
+                return None
+            return response_to(request, 481, "Call/Transaction Does Not Exist")
+        mine = routes[0].uri
         if mine is None or not self._is_me(mine):
             # Only dialogs this edge record-routed are relayed (no open relay).
             return None if request.method == "ACK" else response_to(request, 403, "Forbidden")

@@ -211,6 +211,7 @@ def requests(draw: st.DrawFn) -> SipRequest:
     return message
 
 
+@settings(deadline=None)
 @given(requests())
 def test_serialized_requests_parse_back_to_the_same_message(message: SipRequest) -> None:
     again = parse(message.serialize())
@@ -222,7 +223,7 @@ def test_serialized_requests_parse_back_to_the_same_message(message: SipRequest)
     assert again.top_via == message.top_via
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_random_bytes_raise_nothing_but_sip_parse_error(data: bytes) -> None:
     with contextlib.suppress(SipParseError):
@@ -234,7 +235,7 @@ _VALID = [p.read_bytes() for p in sorted((TORTURE / "valid").glob("*.dat"))] + [
 ]
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(
     st.sampled_from(_VALID),
     st.lists(
