@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +83,7 @@ async def running_edge(
     js: JetStreamContext,
     nc: Client,
     dirs: Directory,
+    clock: Callable[[], float] = time.time,
     **settings: object,
 ) -> AsyncIterator[RunningEdge]:
     """Start an edge on a free port; events it publishes are also recorded."""
@@ -104,6 +106,7 @@ async def running_edge(
         logins=logins,
         publish=publish,
         instance_id="edge-test",
+        clock=clock,
     )
     port = free_udp_port()
     await edge.start("127.0.0.1", port)

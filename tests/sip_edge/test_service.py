@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -17,6 +19,7 @@ from hotdesk_sip_edge.routing import Caller
 from hotdesk_sip_edge.sip.message import SipRequest, SipResponse, response_to
 from tests.sip_edge.harness import (
     DESK_PASSWORD,
+    EXT_PASSWORD,
     Phone,
     authorized_invite,
     directory,
@@ -122,3 +125,34 @@ async def test_in_dialog_request_with_a_forged_route_is_not_relayed(
                 assert response.status == 403
         finally:
             phone.close()
+
+
+async def test_unanswered_invite_times_out_with_408_after_timer_b(
+    js: JetStreamContext, nc: Client
+) -> None:
+    offset = [0.0]
+
+    def clock() -> float:
+        return time.time() + offset[0]
+
+    async with running_edge(js, nc, directory(), clock=clock) as running:
+        black_hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        black_hole.bind(("127.0.0.1", 0))
+        phone = Phone(running.port)
+        try:
+            hole = black_hole.getsockname()[1]
+            registered = await phone.register(
+                "100", "ext-secret-100", contact=f"<sip:100@127.0.0.1:{hole}>", call_id="bh"
+            )
+            assert registered.status == 200
+            call = asyncio.create_task(authorized_invite(phone, "101", EXT_PASSWORD, "100"))
+            for _ in range(100):
+                if running.edge.proxy is not None and running.edge.proxy.forwarded:
+                    break
+                await asyncio.sleep(0.02)
+            offset[0] = 64 * 0.5 + 1  # past Timer B
+            response = await asyncio.wait_for(call, 10)
+            assert response.status == 408
+        finally:
+            phone.close()
+            black_hole.close()
