@@ -183,3 +183,26 @@ async def test_flood_from_one_source_is_rate_limited(js: JetStreamContext, nc: C
             assert running.edge.transport.stats["rate_limited"] == 7
         finally:
             phone.close()
+
+
+async def test_stream_with_an_oversized_body_is_answered_413_and_closed(
+    js: JetStreamContext, nc: Client
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        try:
+            local = writer.get_extra_info("sockname")[1]
+            writer.write(
+                (
+                    f"MESSAGE sip:100@127.0.0.1:{running.port} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/TCP 127.0.0.1:{local};branch=z9hG4bKbig\r\n"
+                    "From: <sip:x@127.0.0.1>;tag=o\r\nTo: <sip:100@127.0.0.1>\r\n"
+                    "Call-ID: big1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 1000000\r\n\r\n"
+                ).encode()
+            )
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"SIP/2.0 413 Request Entity Too Large")
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        finally:
+            writer.close()

@@ -358,7 +358,8 @@ def frame_length(
     if length is None:
         raise SipParseError("Content-Length is mandatory on a stream (RFC 3261 §18.3)")
     if body_at + length > max_bytes:
-        raise SipParseError("message too large", 513, "Message Too Large")
+        # The header section fit but the declared body does not: RFC 3261 §21.4.11.
+        raise SipParseError("body too large", 413, "Request Entity Too Large")
     total = body_at + length
     return total if len(buffer) >= total else None
 

@@ -224,9 +224,16 @@ class SipTransport:
                     except SipParseError as exc:
                         # The framing is lost: answer if possible, then close
                         # (RFC 4475 §3.3.9).
+                        head = bytes(buffer[: self.max_bytes])
+                        cut = head.find(DOUBLE_CRLF)
+                        if cut >= 0:
+                            # Answer from the header section alone, with the framing
+                            # error's own status (413 for an oversized body).
+                            head = head[: cut + 4]
                         try:
-                            parse(bytes(buffer), max_bytes=self.max_bytes, stream=False)
+                            parse(head, max_bytes=self.max_bytes, stream=False)
                         except SipParseError as inner:
+                            inner.status, inner.reason = exc.status, exc.reason
                             response = error_response(inner)
                             if response is not None:
                                 writer.write(response.serialize())
