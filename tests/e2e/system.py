@@ -172,12 +172,12 @@ INFO_STEP = """  <send retrans="500">
 
 def digits_steps(digits: str, *, gap_ms: int = 400, info: bool = False) -> str:
     """SIPp steps replaying one RFC 2833 capture per digit (or sending one SIP INFO per
-    digit when ``info``); ``|`` pauses 2.5 s (the IVR checks a PIN before it takes
+    digit when ``info``); ``|`` pauses 1.5 s (the IVR checks a PIN before it takes
     digits again)."""
     steps = []
     for n, digit in enumerate(digits, start=3):
         if digit == "|":
-            steps.append('  <pause milliseconds="2500"/>')
+            steps.append('  <pause milliseconds="1500"/>')
             continue
         if info:
             steps.append(INFO_STEP.replace("@CSEQ@", str(n)).replace("@DIGIT@", digit))

@@ -376,8 +376,9 @@ class IvrCalls:
 
     async def close(self) -> None:
         """Hang up every call still up and stop the retransmission tasks."""
-        for call_id in list(self.dialogs):
+        for call_id, dialog in list(self.dialogs.items()):
             await self.send_bye(call_id)
+            await dialog.bridge.on_bye()  # frees the media and tells the IVR
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
