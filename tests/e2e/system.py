@@ -206,9 +206,10 @@ async def sipp_desk_call(
     rtp_listener: int,
     name: str = "call",
     info: bool = False,
+    transport: str = "u1",
 ) -> SippRun:
-    """A SIPp desk registers, dials ``dial`` and types ``digits``; bounded by its own
-    ``-timeout``."""
+    """A SIPp desk registers, dials ``dial`` and types ``digits`` (over UDP, or TCP with
+    ``transport="t1"``); bounded by its own ``-timeout``."""
     text = (
         (SCENARIOS / "desk_call.xml")
         .read_text()
@@ -224,6 +225,8 @@ async def sipp_desk_call(
         str(scenario),
         "-m",
         "1",
+        "-t",
+        transport,
         "-i",
         "127.0.0.1",
         "-p",

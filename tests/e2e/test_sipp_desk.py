@@ -45,7 +45,7 @@ async def test_desk_logs_in_through_the_edge_and_hears_the_pin_prompt(
         listener.close()
 
 
-async def test_desk_logs_in_with_sip_info_digits(
+async def test_desk_logs_in_over_tcp_with_sip_info_digits(
     nc: Client, js: JetStreamContext, tmp_path: Path
 ) -> None:
     listener = await RtpPeer().start()
@@ -59,6 +59,7 @@ async def test_desk_logs_in_with_sip_info_digits(
                 digits=PINS["100"] + "#",
                 rtp_listener=listener.port,
                 info=True,
+                transport="t1",
             )
             assert run.returncode == 0, run.stderr[-2000:] + run.messages[-3000:]
             events = await system.desk_ledger("HD0002")
