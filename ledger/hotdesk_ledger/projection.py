@@ -50,6 +50,7 @@ from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
+    NoKeysError,
     NotFoundError,
 )
 from nats.js.errors import Error as JetStreamError
@@ -580,7 +581,7 @@ class ProjectionRunner(Generic[T]):
         assert self._kv is not None
         try:
             keys = await self._kv.keys()
-        except NotFoundError:
+        except (NoKeysError, NotFoundError):
             return {}
         out: dict[str, T] = {}
         for key in keys:
