@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from hotdesk_contracts.dialplan import Login, Logout
-from hotdesk_sip_edge.checksync import (
-    AwaitedTransaction,
-    CheckSyncSender,
-    best_status,
-    binding_target,
-)
+from hotdesk_sip_edge.awaited import AwaitedTransaction
+from hotdesk_sip_edge.blf.subscriptions import SubscribeRequest, Subscriptions
+from hotdesk_sip_edge.blf_notifier import BlfNotifier
+from hotdesk_sip_edge.checksync import CheckSyncSender, best_status, binding_target
 from hotdesk_sip_edge.ivr_calls import IvrCalls, IvrDialog, feature_of, is_logout_key, source_of
 from hotdesk_sip_edge.location import Binding, MemoryLocationStore
 from hotdesk_sip_edge.media.ivr_bridge import IvrBridge
@@ -171,3 +169,39 @@ async def test_check_sync_of_a_desk_without_binding_sends_nothing() -> None:
     )
     assert await sender.send("HD0002", "check-sync") == (0, 0)
     assert network.sent == []
+
+
+async def test_blf_subscription_ends_when_its_notify_is_answered_481() -> None:
+    subscriptions = Subscriptions(["101"])
+    outcome = subscriptions.subscribe(
+        SubscribeRequest(
+            call_id="sub-1",
+            from_tag="ft",
+            to_tag=None,
+            cseq=1,
+            event="dialog",
+            extension="101",
+            entity_uri="sip:101@192.0.2.10",
+            from_uri="sip:HD0002@192.0.2.10",
+            to_uri="sip:101@192.0.2.10",
+            contact="sip:HD0002@10.0.0.5:5062",
+            authenticated=True,
+            expires=600,
+        ),
+        0.0,
+    )
+    assert outcome.notify is not None
+    network = FakeNetwork()
+    notifier = BlfNotifier(
+        subscriptions=subscriptions,
+        auth=lambda: None,  # type: ignore[arg-type,return-value]
+        passwords=lambda user: None,
+        network=lambda: network,
+    )
+    await notifier.send(outcome.notify)
+    request, target = network.sent[0]
+    assert (request.method, target) == ("NOTIFY", Source("UDP", "10.0.0.5", 5062))
+    _, tx, _ = network.tracked[0]
+    tx.receive(481, 1.0)
+    await asyncio.sleep(0)
+    assert len(subscriptions) == 0

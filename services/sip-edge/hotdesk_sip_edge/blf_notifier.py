@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Protocol
 
 from .auth import Authenticator, PasswordLookup, Verdict
+from .awaited import AwaitedTransaction
 from .blf.notify import SubscribeFieldsError, build_notify, subscribe_request, subscribe_response
 from .blf.subscriptions import (
     EVENT_PACKAGE,
@@ -150,10 +151,20 @@ class BlfNotifier:
         if target is None or not await net.send_request(request, target):
             log.warning("BLF NOTIFY not sent", extra={"call_id": key.call_id})
             return
-        tx = ClientTransaction(
+        tx = AwaitedTransaction(
             request.serialize(), "NOTIFY", self._clock(), reliable=target.transport != "UDP"
         )
+        if not notify.terminated:
+            tx.final.add_done_callback(lambda done: self._answered(key, done.result()))
         net.track(branch, tx, target)
+
+    def _answered(self, key: SubscriptionKey, status: int) -> None:
+        """RFC 6665 §4.2.2: a NOTIFY answered 481 (the subscriber forgot the dialog) or
+        never answered (Timer F) ends the subscription."""
+        if status in (0, 408, 481):
+            log.info("BLF subscriber gone", extra={"call_id": key.call_id, "status": status})
+            self.subscriptions.drop(key)
+            self._sources.pop(key, None)
 
     def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coroutine)

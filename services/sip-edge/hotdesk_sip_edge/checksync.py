@@ -28,10 +28,11 @@ from hotdesk_contracts import subjects
 from hotdesk_contracts.commands import EdgeCommand, SendCheckSync
 from hotdesk_contracts.messages import CheckSyncResult
 
+from .awaited import AwaitedTransaction
 from .location import Binding, LocationStore, live
 from .proxy import next_hop
 from .sip.message import Headers, SipRequest
-from .sip.transaction import Action, ClientTransaction, TimedOut
+from .sip.transaction import ClientTransaction
 from .sip.transport import Source
 from .sip.uri import UriError, parse_uri
 
@@ -54,27 +55,6 @@ class RequestNetwork(Protocol):
     def track(self, branch: str, tx: ClientTransaction, target: Source) -> None:
         """Run a client transaction's retransmission and timeout timers."""
         ...
-
-
-class AwaitedTransaction(ClientTransaction):
-    """A non-INVITE client transaction whose final status can be awaited
-    (0 when Timer F fires first)."""
-
-    def __init__(self, request: bytes, method: str, now: float, *, reliable: bool) -> None:
-        super().__init__(request, method, now, reliable=reliable)
-        self.final: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def receive(self, status: int, now: float) -> bool:
-        fresh = super().receive(status, now)
-        if fresh and status >= 200 and not self.final.done():
-            self.final.set_result(status)
-        return fresh
-
-    def fire(self, now: float) -> list[Action]:
-        actions = super().fire(now)
-        if any(isinstance(a, TimedOut) for a in actions) and not self.final.done():
-            self.final.set_result(0)
-        return actions
 
 
 def binding_target(request: SipRequest, binding: Binding) -> Source:
