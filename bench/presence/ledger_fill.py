@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import nats
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from hotdesk_contracts import streams, subjects
@@ -95,7 +95,7 @@ async def stream_count(js: JetStreamContext) -> int:
 
 
 async def fill(
-    nc: nats.NATS, js: JetStreamContext, total: int, desks: int, users: int
+    nc: Client, js: JetStreamContext, total: int, desks: int, users: int
 ) -> dict[str, float]:
     """Publish ``total`` seating events to an empty ledger; the fill rate and counts.
 

@@ -1,10 +1,11 @@
 """The BLF subscribers of the fan-out benchmark, as one process of their own.
 
 ``python -m bench.presence.subscribers --edge-port P --count N ...`` opens ``N`` UDP
-sockets on 127.0.0.1, one per desk phone (``HD0001`` ...), subscribes each to one extension's dialog state at the edge
-(``SUBSCRIBE Event: dialog``, answering the digest challenge as a phone does), answers
-every NOTIFY with ``200 OK`` (so the edge's client transactions end and nothing is
-retransmitted, RFC 3261 section 17.1.2.2) and reports on stdout, one JSON line each:
+sockets on 127.0.0.1, one per desk phone (``HD0001`` ...), subscribes each to one
+extension's dialog state at the edge (``SUBSCRIBE Event: dialog``, answering the
+digest challenge as a phone does), answers every NOTIFY with ``200 OK`` (so the edge's
+client transactions end, RFC 3261 section 17.1.2.2), counts a NOTIFY whose CSeq is not
+above the last one as a retransmission and reports on stdout, one JSON line each:
 
 * ``{"ready": true, "ports": [...]}`` once every subscription got its first NOTIFY;
 * ``{"round": r, "first": t, "last": t, "repeats": n}`` each time every socket has
@@ -54,6 +55,15 @@ def ok_for(notify: bytes) -> bytes:
             lines.append(line)
     lines.append(b"Content-Length: 0")
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def notify_cseq(data: bytes) -> int:
+    """The CSeq number of a NOTIFY (0 when it has none)."""
+    start = data.find(b"\r\nCSeq:")
+    if start < 0:
+        return 0
+    value = data[start + 7 : data.find(b"\r\n", start + 7)].split()
+    return int(value[0]) if value and value[0].isdigit() else 0
 
 
 class Rounds:
@@ -107,6 +117,9 @@ class Subscriber(asyncio.DatagramProtocol):
         self.port = 0
         self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
         self.notified = asyncio.Event()
+        self.cseq = 0
+        """The highest NOTIFY CSeq seen: a NOTIFY at or below it is a retransmission
+        (RFC 3261 section 12.2.1.1, CSeq grows by one per request in a dialog)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -118,6 +131,11 @@ class Subscriber(asyncio.DatagramProtocol):
             assert self.transport is not None
             self.transport.sendto(ok_for(data), addr)
             self.notified.set()
+            cseq = notify_cseq(data)
+            if cseq <= self.cseq:
+                self.rounds.repeats += 1
+                return
+            self.cseq = cseq
             self.rounds.arrived(self.index, data, at)
         elif data.startswith(b"SIP/2.0 "):
             message = parse(data)
