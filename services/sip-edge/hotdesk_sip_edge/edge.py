@@ -152,6 +152,7 @@ class SipEdge:
         self._locations = locations
         self._server_tx: dict[tuple[str, str, str], tuple[ServerTransaction, Source]] = {}
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
+        self._invite_tx: set[tuple[str, str, str]] = set()
         self._forget: dict[str, float] = {}
         self._timer_task: asyncio.Task[None] | None = None
         self.host = settings.advertised_host
@@ -294,6 +295,8 @@ class SipEdge:
             return
         tx = ServerTransaction(request.method, now, reliable=source.transport != "UDP")
         self._server_tx[key] = (tx, source)
+        if tx.invite and not tx.reliable:
+            self._invite_tx.add(key)  # only these retransmit responses (Timer G)
         response = await self._route_request(request, source, now)
         if response is not None:
             self._respond(tx, response, source)
@@ -346,13 +349,15 @@ class SipEdge:
             await asyncio.sleep(0.05)
             ticks += 1
             try:
-                self._run_timers(self._clock())
+                # Retransmission timers every tick; the sweep of every server
+                # transaction (Timer J/K-style clean-up) once a second.
+                self._run_timers(self._clock(), full=ticks % 20 == 0)
                 if ticks % 10 == 0:
                     await self.registrar.sweep(self._clock())
             except Exception:
                 log.exception("transaction timer error")
 
-    def _run_timers(self, now: float) -> None:
+    def _run_timers(self, now: float, *, full: bool = True) -> None:
         assert self.proxy is not None
         for branch, (ctx, target) in list(self._client_tx.items()):
             deadline = ctx.deadline
@@ -369,7 +374,13 @@ class SipEdge:
             if at <= now:
                 del self._forget[branch]
                 self.proxy.forget(branch)
-        for key, (stx, source) in list(self._server_tx.items()):
+        keys = list(self._server_tx) if full else list(self._invite_tx)
+        for key in keys:
+            entry = self._server_tx.get(key)
+            if entry is None:
+                self._invite_tx.discard(key)
+                continue
+            stx, source = entry
             deadline = stx.deadline
             if deadline is not None and deadline <= now:
                 for action in stx.fire(now):
@@ -379,6 +390,7 @@ class SipEdge:
                 stx.deadline is None and now - stx.created > 64 * 0.5 + _FORGET_AFTER
             ):
                 del self._server_tx[key]
+                self._invite_tx.discard(key)
 
     def _timed_out(self, branch: str) -> None:
         assert self.proxy is not None

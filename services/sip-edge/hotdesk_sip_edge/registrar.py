@@ -163,6 +163,8 @@ class Registrar:
         self._limits = limits
         self._on_change = on_change
         self._edge = edge
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        """AOR -> (lock, requests holding or waiting for it)."""
         self._expiry: dict[str, float] = {}
         """AOR -> the earliest expiry among the bindings this edge wrote."""
 
@@ -188,6 +190,23 @@ class Registrar:
         if aor != verdict.identity:
             # An authenticated desk may only register its own AOR.
             return response_to(request, 403, "Forbidden", to_tag=_tag(request))
+        # One REGISTER per AOR at a time on this edge: concurrent ones would only race
+        # for the same KV revision. Other replicas are handled by the revision check.
+        lock, users = self._locks.get(aor, (asyncio.Lock(), 0))
+        self._locks[aor] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._apply(request, source, now, aor)
+        finally:
+            lock, users = self._locks[aor]
+            if users <= 1:
+                del self._locks[aor]
+            else:
+                self._locks[aor] = (lock, users - 1)
+
+    async def _apply(
+        self, request: SipRequest, source: Source, now: float, aor: str
+    ) -> SipResponse:
         for _ in range(5):
             current, revision = await self._store.load(aor)
             before = live(current, now)
