@@ -236,3 +236,23 @@ async def test_repeated_failures_block_the_source(js: JetStreamContext, nc: Clie
             assert running.edge.auth.stats["auth_blocks"] >= 1
         finally:
             phone.close()
+
+
+async def test_concurrent_registers_for_one_aor_all_succeed(
+    js: JetStreamContext, nc: Client
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        phones = [Phone(running.port) for _ in range(20)]
+        try:
+            responses = await asyncio.gather(
+                *(
+                    phone.register("HD0001", DESK_PASSWORD, call_id=f"many-{i}")
+                    for i, phone in enumerate(phones)
+                )
+            )
+            assert [r.status for r in responses] == [200] * 20
+            bindings, _ = await running.locations.load("HD0001")
+            assert len(bindings) == 20
+        finally:
+            for phone in phones:
+                phone.close()
