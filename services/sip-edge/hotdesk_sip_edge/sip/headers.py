@@ -32,6 +32,11 @@ def is_token(text: str) -> bool:
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value (RFC 3261 §7.3.1), ignoring commas inside
     quoted strings and ``<...>``. Empty elements are kept so callers can reject them."""
+    # Fast paths: most values have no comma, or nothing that could hide one.
+    if "," not in value:
+        return [value.strip(_WS)]
+    if '"' not in value and "<" not in value:
+        return [item.strip(_WS) for item in value.split(",")]
     items: list[str] = []
     start = 0
     quoted = False

@@ -8,6 +8,7 @@ the caller which response code fits and whether a response can be sent at all.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -122,6 +123,7 @@ _VERSION_RE = re.compile(r"^SIP/(\d+)\.(\d+)$", re.IGNORECASE)
 _MAX_EXPIRES = 2**32 - 1
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_name(name: str) -> str:
     """The long, canonically capitalised form of a header name."""
     lname = name.lower()
@@ -397,10 +399,21 @@ def parse(
     return _parse_request(start, headers, data, body_at, bad_header, max_bytes, stream)
 
 
-def _respondable(headers: Headers) -> bool:
+Index = dict[str, list[str]]
+
+
+def _index(headers: Headers) -> Index:
+    """Field values by canonical name, built once per parse."""
+    index: Index = {}
+    for name, value in headers.items:
+        index.setdefault(name, []).append(value)
+    return index
+
+
+def _respondable(index: Index) -> bool:
     try:
-        return all(headers.get(h) for h in ("Via", "From", "To", "Call-ID", "CSeq")) and bool(
-            parse_via(headers.get("Via") or "")
+        return all(index.get(h, [""])[0] for h in ("Via", "From", "To", "Call-ID", "CSeq")) and (
+            bool(parse_via(index["Via"][0]))
         )
     except HeaderError:
         return False
@@ -423,37 +436,35 @@ def _body(data: bytes, body_at: int, headers: Headers, stream: bool) -> bytes:
     return data[body_at : body_at + length]
 
 
-def _check_common(headers: Headers) -> None:
+def _check_common(index: Index) -> None:
     for name in SINGLE_VALUE:
-        values = headers.get_all(name)
+        values = index.get(name, [])
         if len(values) > 1 and name != "Content-Length":
             raise SipParseError(f"more than one {name} header")
         multi = values and len(split_list(values[0])) > 1
         if multi and name in ("CSeq", "From", "To", "Max-Forwards"):
             raise SipParseError(f"more than one {name} value")
     try:
-        for value in headers.get_all("Via"):
+        for value in index.get("Via", ()):
             parse_via(value)
         for name in ("From", "To"):
-            address = headers.get(name)
-            if address is not None:
+            for address in index.get(name, ()):
                 parse_name_addr(address)
-        for value in headers.get_all("Contact"):
+        for value in index.get("Contact", ()):
             parse_contacts(value)
         for name in ("Route", "Record-Route", "Path"):
-            for value in headers.get_all(name):
+            for value in index.get(name, ()):
                 parse_name_addr_list(value)
-        cseq = headers.get("CSeq")
-        if cseq is not None:
+        for cseq in index.get("CSeq", ()):
             parse_cseq(cseq)
     except (HeaderError, UriError) as exc:
         raise SipParseError(str(exc)) from exc
-    max_forwards = headers.get("Max-Forwards")
+    max_forwards = index.get("Max-Forwards", [None])[0]
     if max_forwards is not None and (
         not max_forwards.isdigit() or len(max_forwards) > 5 or int(max_forwards) > 255
     ):
         raise SipParseError(f"malformed Max-Forwards {max_forwards[:20]!r}")
-    expires = headers.get("Expires")
+    expires = index.get("Expires", [None])[0]
     if expires is not None and (
         not expires.isdigit() or len(expires) > 10 or int(expires) > _MAX_EXPIRES
     ):
@@ -470,7 +481,8 @@ def _parse_request(
     stream: bool,
 ) -> SipRequest:
     partial = SipRequest(headers, b"", "", "")
-    respond = _respondable(headers)
+    index = _index(headers)
+    respond = _respondable(index)
 
     def fail(message: str, status: int = 400, reason: str = "Bad Request") -> SipParseError:
         return SipParseError(message, status, reason, partial if respond else None)
@@ -502,10 +514,10 @@ def _parse_request(
     if uri is not None and uri.headers:
         raise fail("headers are not allowed in a Request-URI (RFC 3261 §19.1.5)")
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if not headers.get(name):
+        if not index.get(name, [""])[0]:
             raise fail(f"missing {name} header")
     try:
-        _check_common(headers)
+        _check_common(index)
     except SipParseError as exc:
         raise fail(str(exc)) from exc
     if parse_cseq(headers.get("CSeq") or "").method != method:
@@ -537,10 +549,11 @@ def _parse_response(
         raise SipParseError("response too large", 513, "Message Too Large")
     if bad_header:
         raise SipParseError(bad_header)
+    index = _index(headers)
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if not headers.get(name):
+        if not index.get(name, [""])[0]:
             raise SipParseError(f"missing {name} header in a response")
-    _check_common(headers)
+    _check_common(index)
     body = _body(data, body_at, headers, stream)
     return SipResponse(headers, body, int(code), reason)
 
