@@ -4,6 +4,7 @@ services' ``serve(ctx)`` against the test's nats-server, and SIPp desks driving 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -47,12 +48,18 @@ def free_udp_port() -> int:
     raise RuntimeError("no free port")
 
 
+@functools.cache
+def pin_hash(pin: str) -> str:
+    """The argon2 hash of a PIN, once per test session (hashing is slow on purpose)."""
+    return hash_secret(pin)
+
+
 def config(sip_port: int, rtp: tuple[int, int], *, logout_key_uri: str = "") -> Config:
     """Desks HD0001/HD0002 and users 100/101 with hashed PINs; SIP on loopback."""
     return Config(
         extensions=[
-            Extension(number="100", name="Ann Example", pin_hash=hash_secret(PINS["100"])),
-            Extension(number="101", name="Bob Example", pin_hash=hash_secret(PINS["101"])),
+            Extension(number="100", name="Ann Example", pin_hash=pin_hash(PINS["100"])),
+            Extension(number="101", name="Bob Example", pin_hash=pin_hash(PINS["101"])),
         ],
         desks=[
             Desk(name="HD0001", mac="001565000001", sip_password=DESK_PASSWORD),
