@@ -39,7 +39,15 @@ def rss_kb() -> int:
 
 
 def peak_rss_kb() -> int:
-    """The process's peak resident set size in KiB (``ru_maxrss`` is KiB on Linux)."""
+    """The process's peak resident set size in KiB: ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``getrusage``: Linux carries ``ru_maxrss`` over from the parent through fork
+    and exec, so a child would report the parent's peak when that is higher.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
