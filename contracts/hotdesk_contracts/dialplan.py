@@ -78,6 +78,10 @@ def _login_match(dialled: str, login: str) -> str | None:
 def classify(dialled: str, directory: Directory) -> Classification:
     """What a dialled string (the Request-URI user part) means to this PBX."""
     codes = directory.dial_codes
+    # Emergency numbers come first, always: no dial code may ever stand between a
+    # caller and 112/911 (check-config also refuses codes that overlap them).
+    if dialled in directory.emergency_numbers:
+        return Emergency(dialled)
     matches: list[str] = []
     result: Classification | None = None
     if dialled == codes.logout:
@@ -99,8 +103,6 @@ def classify(dialled: str, directory: Directory) -> Classification:
         return result
     if dialled.startswith(codes.hotdesk_prefix):
         return Invalid(f"{dialled!r} starts with the hot-desk prefix but is no hot-desk code")
-    if dialled in directory.emergency_numbers:
-        return Emergency(dialled)
     if directory.extension(dialled) is not None:
         return Internal(dialled)
     if directory.desk(dialled) is not None:
@@ -166,6 +168,17 @@ def dial_code_problems(directory: Directory) -> list[tuple[str, str]]:
                         )
                     )
             seen[other.code] = i
+        for emergency in directory.emergency_numbers:
+            if emergency.startswith(other.code) or other.code.startswith(emergency):
+                problems.append(
+                    (
+                        key,
+                        f"{other.code!r} ({other.name}) overlaps the emergency number "
+                        f"{emergency!r}: one is a prefix of the other, so a caller dialling "
+                        f"{emergency} could reach {other.name}; choose a code that neither "
+                        f"starts {emergency!r} nor is started by it (e.g. *8…)",
+                    )
+                )
         for n, extension in enumerate(directory.extensions):
             if extension.number.startswith(other.code):
                 problems.append(

@@ -76,3 +76,21 @@ def test_an_extension_may_not_collide_with_the_logout_code() -> None:
 def test_a_clean_table_has_no_problems() -> None:
     codes = DialCodes(other=[OtherCode(code="*8", name="pickup"), OtherCode(code="*9", name="vm")])
     assert dialplan.dial_code_problems(_directory(dial_codes=codes)) == []
+
+
+@pytest.mark.parametrize(("code", "emergency"), [("9", "911"), ("11", "112"), ("1", "112")])
+def test_a_dial_code_never_swallows_an_emergency_number(code: str, emergency: str) -> None:
+    directory = _directory(dial_codes=DialCodes(other=[OtherCode(code=code, name="outside")]))
+    assert dialplan.classify(emergency, directory) == dialplan.Emergency(emergency)
+
+
+@pytest.mark.parametrize(("code", "emergency"), [("9", "911"), ("11", "112"), ("1120", "112")])
+def test_check_config_refuses_a_code_overlapping_an_emergency_number(
+    code: str, emergency: str
+) -> None:
+    directory = _directory(dial_codes=DialCodes(other=[OtherCode(code=code, name="outside")]))
+    problems = dict(dialplan.dial_code_problems(directory))
+    message = problems["dial_codes.other[0].code"]
+    assert repr(code) in message
+    assert repr(emergency) in message
+    assert "choose a code" in message
