@@ -4,7 +4,9 @@ Code states what it is working on with :func:`log_context` (``call_id``, ``desk`
 ``user``, …); every record logged inside carries those fields and the current
 OpenTelemetry ``trace_id``/``span_id``. Values under keys that name a secret (``pin``,
 ``password``, ``secret``, ``token``, ``hash``) are replaced by ``"[redacted]"`` so a
-careless ``extra=`` can never leak one.
+careless ``extra=`` can never leak one, however deeply nested in dicts and lists. Secret
+values a process knows (its NATS token, the SIP passwords it loaded) are registered with
+:func:`register_secret` and scrubbed from messages and exception text, which carry no keys.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
@@ -43,17 +45,65 @@ def is_secret_key(key: str) -> bool:
     return any(word in lowered for word in SECRET_WORDS)
 
 
+# Secret values known to this process; shorter ones would scrub ordinary words.
+_KNOWN_SECRETS: set[str] = set()
+_MIN_SECRET_LEN = 4
+
+
+def register_secret(value: str) -> None:
+    """Remember ``value`` as a secret so it is scrubbed from any logged text."""
+    if len(value) >= _MIN_SECRET_LEN:
+        _KNOWN_SECRETS.add(value)
+
+
+def scrub(text: str, extra_secrets: Sequence[str] = ()) -> str:
+    """``text`` with every registered secret (and ``extra_secrets``) replaced."""
+    secrets = _KNOWN_SECRETS.union(s for s in extra_secrets if len(s) >= _MIN_SECRET_LEN)
+    # Longest first, so a secret that contains another is replaced whole.
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return redact(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(item) for item in value]
+    if isinstance(value, str):
+        return scrub(value)
+    return value
+
+
 def redact(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``fields`` with secret-named values replaced, recursively."""
+    """A copy of ``fields`` with secret-named values replaced, recursively.
+
+    Recurses into nested mappings and sequences; strings are scrubbed of registered
+    secret values.
+    """
     out: dict[str, Any] = {}
     for key, value in fields.items():
-        if is_secret_key(key):
-            out[key] = REDACTED
-        elif isinstance(value, Mapping):
-            out[key] = redact(value)
-        else:
-            out[key] = value
+        out[str(key)] = REDACTED if is_secret_key(str(key)) else _redact_value(value)
     return out
+
+
+def _secret_values(fields: Mapping[str, Any]) -> list[str]:
+    """String values held under secret-named keys, at any depth (to scrub from text)."""
+    found: list[str] = []
+
+    def walk(value: Any, secret: bool) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(item, secret or is_secret_key(str(key)))
+        elif isinstance(value, list | tuple | set | frozenset):
+            for item in value:
+                walk(item, secret)
+        elif secret and isinstance(value, str | int) and not isinstance(value, bool):
+            found.append(str(value))
+
+    walk(fields, False)
+    return found
 
 
 @contextlib.contextmanager
@@ -85,19 +135,20 @@ class JsonFormatter(logging.Formatter):
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
+        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        secrets = _secret_values(extra)
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub(record.getMessage(), secrets),
         }
         if self.service:
             entry["service"] = self.service
         entry.update(current_fields())
-        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
         entry.update(extra)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = scrub(self.formatException(record.exc_info), secrets)
         return json.dumps(redact(entry), default=str, ensure_ascii=False)
 
 
@@ -107,6 +158,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = current_fields()
         fields.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        secrets = _secret_values(fields)
         tail = " ".join(f"{k}={v}" for k, v in redact(fields).items())
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
         text = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
@@ -114,7 +166,7 @@ class TextFormatter(logging.Formatter):
             text += f" {tail}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        return scrub(text, secrets)
 
 
 def setup_logging(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry import trace
 
-from hotdesk_runtime.logging import REDACTED, log_context, setup_logging
+from hotdesk_runtime.logging import REDACTED, log_context, register_secret, setup_logging
 from hotdesk_runtime.telemetry import (
     current_trace_id,
     extract_context,
@@ -64,6 +64,47 @@ def test_secrets_are_redacted_even_when_passed_by_mistake(captured: io.StringIO)
     text = captured.getvalue()
     assert "1234" not in text
     assert "hunter2" not in text
+
+
+def test_secrets_nested_in_lists_and_dicts_are_redacted(captured: io.StringIO) -> None:
+    logging.getLogger("hotdesk.test").info(
+        "directory loaded",
+        extra={
+            "desks": [{"id": "HD0001", "sip_password": "s3cretpw"}, ("x", {"pin": "4321"})],
+            "plain": ["a", "b"],
+        },
+    )
+    text = captured.getvalue()
+    assert "s3cretpw" not in text
+    assert "4321" not in text
+    [record] = records(captured)
+    assert record["desks"][0] == {"id": "HD0001", "sip_password": REDACTED}  # type: ignore[index]
+    assert record["plain"] == ["a", "b"]
+
+
+def test_registered_secret_values_are_scrubbed_from_exception_text(
+    captured: io.StringIO,
+) -> None:
+    register_secret("nats-token-abcdef")
+    try:
+        raise RuntimeError("connect nats://nats-token-abcdef@127.0.0.1:4222 failed")
+    except RuntimeError:
+        logging.getLogger("hotdesk.test").exception("connect failed for nats-token-abcdef")
+    text = captured.getvalue()
+    assert "nats-token-abcdef" not in text
+    [record] = records(captured)
+    assert REDACTED in str(record["exception"])
+    assert REDACTED in str(record["message"])
+
+
+def test_values_under_secret_keys_are_scrubbed_from_exception_text(
+    captured: io.StringIO,
+) -> None:
+    try:
+        raise ValueError("bad PIN 987654")
+    except ValueError:
+        logging.getLogger("hotdesk.test").exception("login failed", extra={"pin": "987654"})
+    assert "987654" not in captured.getvalue()
 
 
 def test_trace_context_round_trips_through_message_headers(captured: io.StringIO) -> None:
