@@ -6,6 +6,7 @@ nobody can smuggle a ``.``, ``*`` or ``>`` into a subject.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 LEDGER_PREFIX = "hotdesk.ledger"
@@ -28,8 +29,14 @@ def token(value: str) -> str:
 
 
 def call_token(call_id: str) -> str:
-    """A SIP Call-ID made safe as one subject token (dots and the like are replaced)."""
-    return re.sub(r"[^A-Za-z0-9_\-]", "_", call_id)[:200] or "_"
+    """A SIP Call-ID as one subject token: the first 32 hex digits of its SHA-256.
+
+    A Call-ID may hold any of RFC 3261 §25.1's ``word`` characters, so mapping the
+    unsafe ones to ``_`` (or cutting long ones short) would let two calls share a
+    subject; a hash keeps distinct Call-IDs apart (128 bits) at a fixed length.
+    Subscribers still check the event's ``call_id``.
+    """
+    return hashlib.sha256(call_id.encode()).hexdigest()[:32]
 
 
 def desk_ledger(desk: str) -> str:

@@ -20,3 +20,22 @@ def test_call_ids_are_made_safe_as_one_token() -> None:
     subject = subjects.edge_call_event("a84b4c76e66710@pc33.atlanta.example.com", "dtmf")
     assert subject.count(".") == 4
     assert subject.endswith(".dtmf")
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("a.b@host", "a_b_host"),
+        ("a@b", "a.b"),
+        ("x" * 200 + "1", "x" * 200 + "2"),
+    ],
+)
+def test_distinct_call_ids_never_share_a_subject(one: str, other: str) -> None:
+    assert subjects.edge_call_events(one) != subjects.edge_call_events(other)
+    assert subjects.edge_call_event(one, "dtmf") != subjects.edge_call_event(other, "dtmf")
+
+
+def test_the_call_token_is_the_same_for_the_same_call_id() -> None:
+    call_id = "a84b4c76e66710@pc33.atlanta.example.com"
+    assert subjects.call_token(call_id) == subjects.call_token(call_id)
+    assert len(subjects.call_token(call_id)) == 32

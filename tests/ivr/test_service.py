@@ -555,3 +555,21 @@ async def test_stop_and_hang_up_now_cut_prompts_short_and_report_them_unfinished
         ("c", False),
     ]
     peer.close()
+
+
+async def test_an_event_of_another_call_on_the_calls_subject_is_ignored(
+    nc: Client, js: JetStreamContext, router: IvrCommandRouter, ivr: None
+) -> None:
+    await run_ivr(nc, js, config(), "ivr-1")
+    await wait_ivr_ready(nc)
+    phone = await call(nc, router, "*77*100*")
+    await phone.hear("en/enter-pin")
+    forged = CallEnded(at=datetime.now(UTC), origin=EDGE, call_id="someone-else", reason="bye")
+    await nc.publish(
+        subjects.edge_call_event(phone.bridge.call_id, "ended"), msgspec.json.encode(forged)
+    )
+    await nc.flush()
+    await asyncio.sleep(0.2)
+    await phone.press(PIN + "#")
+    await phone.hung_up()
+    assert phone.heard[-1] == "en/logged-in"

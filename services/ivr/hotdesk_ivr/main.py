@@ -129,6 +129,10 @@ class IvrCall:
         except msgspec.ValidationError as exc:
             self._log(logging.ERROR, "undecodable call event", error=str(exc))
             return
+        if event.call_id != self.dialled.call_id:
+            # The subject is derived from the Call-ID; the event must still be ours.
+            self._log(logging.WARNING, "event of another call ignored", other=event.call_id)
+            return
         if isinstance(event, DtmfReceived):
             self.inputs.put_nowait(flows.Digit(event.digit))
         elif isinstance(event, PromptsPlayed):
