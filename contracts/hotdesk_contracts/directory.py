@@ -228,6 +228,9 @@ class ProvisioningSettings(_Config, frozen=True):
     retries: int = 3
     retry_backoff_seconds: float = 5.0
     stage_timeout_seconds: float = 30.0
+    allow_legacy_digest: bool = False
+    """Accept RFC 2069 Digest answers without ``qop`` (no nonce count, so no replay
+    protection); only for old firmware that cannot answer ``qop=auth``."""
 
 
 class TelemetrySettings(_Config, frozen=True):

@@ -89,6 +89,9 @@ _MEANINGS: dict[str, str] = {
     "provisioning.retries": "check-sync retries when a phone does not fetch its file.",
     "provisioning.retry_backoff_seconds": "First delay between retries (doubles).",
     "provisioning.stage_timeout_seconds": "How long each reprovisioning stage may take.",
+    "provisioning.allow_legacy_digest": (
+        "Accept Digest answers without qop (RFC 2069: no replay protection); old firmware only."
+    ),
     "telemetry.log_format": "json for machines, text for people.",
     "telemetry.log_level": "DEBUG, INFO, WARNING or ERROR.",
 }

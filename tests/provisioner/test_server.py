@@ -4,6 +4,7 @@ limit, reverse proxy, unknown devices, newest state."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ from hotdesk_contracts.directory import Directory, ProvisioningSettings
 from hotdesk_contracts.events import Cause, LoggedIn, LoggedOut, LogoutReason, Roamed
 from hotdesk_contracts.messages import UnknownDeviceSeen
 from hotdesk_provisioner.bus import follow_desk_ledger, publish_unknown_device
+from hotdesk_provisioner.httpauth import REALM
 from hotdesk_provisioner.render import render
 from hotdesk_provisioner.seats import DeskSeats
 from hotdesk_provisioner.server import ProvisioningServer, ServedFile
@@ -362,6 +364,35 @@ async def test_no_secret_appears_in_any_log_line(caplog: pytest.LogCaptureFixtur
         text = repr(record.__dict__)
         assert "desk-pw-1" not in text
         assert "bad-pw" not in text
+
+
+def rfc2069_authorization(challenge: str, user: str, password: str, uri: str) -> str:
+    """A Digest answer without qop, as firmware that only knows RFC 2069 sends it."""
+    nonce = challenge.split('nonce="', 1)[1].split('"', 1)[0]
+    ha1 = hashlib.md5(f"{user}:{REALM}:{password}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"GET:{uri}".encode()).hexdigest()
+    response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
+    return (
+        f'Digest username="{user}", realm="{REALM}", nonce="{nonce}", uri="{uri}", '
+        f'response="{response}", algorithm=MD5'
+    )
+
+
+@pytest.mark.parametrize("allow_legacy", [False, True])
+async def test_digest_without_qop_is_accepted_only_when_legacy_digest_is_allowed(
+    allow_legacy: bool,
+) -> None:
+    server, _, served = make_server(allow_legacy_digest=allow_legacy)
+    ua = {"User-Agent": YEALINK_UA}
+    uri = "/805ec0123456.cfg"
+    async with client(server) as http:
+        first = await http.get(uri, headers=ua)
+        header = rfc2069_authorization(
+            first.headers["WWW-Authenticate"], "HD0001", "desk-pw-1", uri
+        )
+        answered = await http.get(uri, headers={**ua, "Authorization": header})
+    assert answered.status_code == (200 if allow_legacy else 401)
+    assert len(served) == (1 if allow_legacy else 0)
 
 
 async def test_health_endpoint_answers_without_credentials() -> None:

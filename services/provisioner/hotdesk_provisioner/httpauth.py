@@ -124,12 +124,16 @@ def verify(
     key: bytes,
     now: float,
     nonce_lifetime: float,
+    *,
+    allow_legacy: bool = False,
 ) -> Verdict:
     """Check credentials against ``password`` (constant time on the secret part).
 
     For Digest: the realm must be ours, the ``uri`` the one requested (RFC 7616
     §3.4.6), the nonce ours and younger than ``nonce_lifetime`` (else ``stale``
-    when the response is otherwise right).
+    when the response is otherwise right). An answer without ``qop`` (RFC 2069) is
+    refused unless ``allow_legacy``: it carries no nonce count, so a captured request
+    could be replayed for the nonce's whole lifetime (RFC 7616 §5.12).
     """
     if creds.scheme == "basic":
         good = hmac.compare_digest(creds.params["password"].encode(), password.encode())
@@ -141,8 +145,10 @@ def verify(
         if p["qop"] != "auth" or "nc" not in p or "cnonce" not in p:
             return Verdict.BAD
         expected = _md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{ha2}")
-    else:  # RFC 2069 compatibility: older firmware answers without qop.
+    elif allow_legacy:  # RFC 2069 compatibility: older firmware answers without qop.
         expected = _md5(f"{ha1}:{p['nonce']}:{ha2}")
+    else:
+        return Verdict.BAD
     right = hmac.compare_digest(expected, p["response"].lower())
     if not right or p["realm"] != REALM or p["uri"].split("?", 1)[0] != uri.split("?", 1)[0]:
         return Verdict.BAD

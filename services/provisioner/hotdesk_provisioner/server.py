@@ -253,6 +253,7 @@ class ProvisioningServer:
             self.nonce_key,
             now,
             self._nonce_lifetime,
+            allow_legacy=self.settings.allow_legacy_digest,
         )
         if verdict is httpauth.Verdict.STALE and desk is not None:
             return self._challenge(now, stale=True)
