@@ -170,3 +170,31 @@ def test_info_bodies_without_a_digit_are_refused(content_type: str, body: bytes)
 def test_info_bodies_round_trip() -> None:
     assert dtmf_info.serialize_relay("5") == b"Signal=5\r\nDuration=160\r\n"
     assert dtmf_info.parse("application/dtmf", dtmf_info.serialize_dtmf("#")) == "#"
+
+
+@pytest.mark.parametrize("proto", ["RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVPF"])
+def test_an_srtp_only_offer_is_refused_not_answered_as_plain_rtp(proto: str) -> None:
+    body = offer("0 8").replace(b"RTP/AVP", proto.encode())
+    body += (
+        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n"
+    )
+    with pytest.raises(sdp.NoCommonCodec) as refused:
+        sdp.answer(sdp.parse(body), local_host="127.0.0.1", local_port=20000, session_id=1)
+    assert isinstance(refused.value, sdp.UnsupportedTransport)
+    assert proto in str(refused.value)
+
+
+@pytest.mark.parametrize("proto", ["RTP/AVP", "RTP/AVPF"])
+def test_plain_rtp_profiles_are_answered_in_kind(proto: str) -> None:
+    body = offer("0").replace(b"RTP/AVP", proto.encode())
+    answer, _ = sdp.answer(sdp.parse(body), local_host="127.0.0.1", local_port=20000, session_id=1)
+    assert answer.media[0].proto == proto
+
+
+def test_a_plain_rtp_stream_beside_an_srtp_one_is_the_one_accepted() -> None:
+    body = offer("0").replace(b"RTP/AVP", b"RTP/SAVP") + b"m=audio 40002 RTP/AVP 8\r\n"
+    answer, negotiated = sdp.answer(
+        sdp.parse(body), local_host="127.0.0.1", local_port=20000, session_id=1
+    )
+    assert [m.port for m in answer.media] == [0, 20000]
+    assert (negotiated.codec, negotiated.remote_port) == ("PCMA", 40002)

@@ -25,6 +25,16 @@ class NoCommonCodec(SdpError):
     (RFC 3264 §6)."""
 
 
+class UnsupportedTransport(NoCommonCodec):
+    """The offer's audio asks for a transport we do not speak (SRTP's ``RTP/SAVP`` or
+    ``RTP/SAVPF``, DTLS, …): answer 488 like any offer we cannot accept, rather than
+    send plain RTP to a phone expecting encrypted media (RFC 3711 §3)."""
+
+
+PLAIN_RTP_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
+"""The transports we answer: plain RTP (RFC 3551) and its feedback profile (RFC 4585)."""
+
+
 @dataclass
 class Media:
     """One ``m=`` section with its attributes (RFC 8866 §5.14)."""
@@ -197,12 +207,17 @@ def answer(
 
     The first audio stream whose formats include PCMU or PCMA is accepted with the
     first of them in the offer's order; every other stream is rejected with port 0 and
-    kept in place, as RFC 3264 §6 requires. Raises :class:`NoCommonCodec` when no
-    audio stream offers G.711.
+    kept in place, as RFC 3264 §6 requires. Only plain RTP (``RTP/AVP``, ``RTP/AVPF``)
+    is accepted. Raises :class:`NoCommonCodec` when no audio stream offers G.711,
+    :class:`UnsupportedTransport` (a ``NoCommonCodec``) when the only audio is SRTP.
     """
     chosen: tuple[int, Media, int, int | None] | None = None
+    refused_protos: list[str] = []
     for index, m in enumerate(offer.media):
-        if m.media != "audio" or m.port == 0 or not m.proto.startswith("RTP/"):
+        if m.media != "audio" or m.port == 0:
+            continue
+        if m.proto.upper() not in PLAIN_RTP_PROFILES:
+            refused_protos.append(m.proto)
             continue
         rtpmap = m.rtpmap()
         codec = _first_g711(m.formats, rtpmap)
@@ -219,6 +234,11 @@ def answer(
         chosen = (index, m, codec, dtmf)
         break
     if chosen is None:
+        if refused_protos:
+            raise UnsupportedTransport(
+                f"the offer's audio uses {', '.join(sorted(set(refused_protos)))}; "
+                "only plain RTP/AVP or RTP/AVPF with PCMU or PCMA is accepted"
+            )
         raise NoCommonCodec("the offer has no audio stream with PCMU or PCMA")
     index, offered, codec, dtmf = chosen
     remote_host = offered.connection or offer.connection
