@@ -206,3 +206,22 @@ async def test_stream_with_an_oversized_body_is_answered_413_and_closed(
             assert await asyncio.wait_for(reader.read(), 5) == b""
         finally:
             writer.close()
+
+
+async def test_one_source_may_hold_only_so_many_connections(
+    js: JetStreamContext, nc: Client
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        running.edge.transport.max_connections_per_source = 2
+        streams = [await asyncio.open_connection("127.0.0.1", running.port) for _ in range(3)]
+        try:
+            # The third is closed by the edge at once; the first two answer a ping.
+            assert await asyncio.wait_for(streams[2][0].read(), 5) == b""
+            for reader, writer in streams[:2]:
+                writer.write(b"\r\n\r\n")
+                await writer.drain()
+                assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\r\n"
+            assert running.edge.transport.stats["connections_refused"] == 1
+        finally:
+            for _, writer in streams:
+                writer.close()

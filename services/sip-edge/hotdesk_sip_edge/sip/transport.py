@@ -105,6 +105,10 @@ class SipTransport:
         self._servers: list[asyncio.Server] = []
         self._streams: dict[tuple[str, str, int], asyncio.StreamWriter] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.max_connections_per_source = 1024
+        """Inbound TCP/TLS connections one address may hold open at once (high enough
+        for a whole office of phones behind one NAT address)."""
+        self._per_source: Counter[str] = Counter()
         self.udp_port = 0
         self.tcp_port = 0
         self.tls_port = 0
@@ -194,10 +198,22 @@ class SipTransport:
             log.exception("error handling a SIP message", extra={"call_id": message.call_id})
 
     async def _serve_stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        kind: str,
+        *,
+        inbound: bool = True,
     ) -> None:
         peer = writer.get_extra_info("peername")
         source = Source(kind, peer[0], peer[1])
+        if inbound and self._per_source[source.host] >= self.max_connections_per_source:
+            # One address may not exhaust the edge's sockets.
+            self.stats["connections_refused"] += 1
+            writer.close()
+            return
+        if inbound:
+            self._per_source[source.host] += 1
         key = (kind, source.host, source.port)
         self._streams[key] = writer
         buffer = bytearray()
@@ -250,6 +266,10 @@ class SipTransport:
             return
         finally:
             self._streams.pop(key, None)
+            if inbound:
+                self._per_source[source.host] -= 1
+                if self._per_source[source.host] <= 0:
+                    del self._per_source[source.host]
             writer.close()
 
     # --- sending -----------------------------------------------------------------------
@@ -294,7 +314,7 @@ class SipTransport:
     async def _serve_stream_outbound(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: Source
     ) -> None:
-        await self._serve_stream(reader, writer, target.transport)
+        await self._serve_stream(reader, writer, target.transport, inbound=False)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
