@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := sip-tester baresip-core kamailio nginx-light chromium espeak-ng sox kubectl
+APT_PACKAGES := sip-tester baresip-core kamailio nginx-light chromium espeak-ng sox
 
 .PHONY: up test check lint typecheck pytest deps system-deps venv bench prompts asyncapi clean
 

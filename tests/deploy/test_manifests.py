@@ -51,7 +51,7 @@ def test_compose_runs_a_three_node_nats_cluster_and_two_edges() -> None:
 
 def _render(overlay: str) -> list[dict[str, Any]]:
     rendered = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / overlay)],
+        [BIN / "kubectl", "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / overlay)],
         capture_output=True,
         text=True,
         check=True,
