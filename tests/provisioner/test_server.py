@@ -4,9 +4,13 @@ limit, reverse proxy, unknown devices, newest state."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
+import urllib.parse
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import msgspec
@@ -288,7 +292,7 @@ async def test_unknown_device_event_is_published_on_the_provisioning_stream(
     async with client(server, "127.0.0.8") as http:
         await http.get("/001565abcdef.cfg", headers={"User-Agent": YEALINK_UA})
     msg = await js.get_last_msg(streams.PROVISIONING.name, subjects.PROVISIONING_UNKNOWN_DEVICE)
-    seen = msgspec.json.decode(msg.data, type=UnknownDeviceSeen)
+    seen = msgspec.json.decode(msg.data or b"", type=UnknownDeviceSeen)
     assert (seen.mac, seen.address, seen.user_agent) == ("001565abcdef", "127.0.0.8", YEALINK_UA)
 
 
@@ -402,9 +406,69 @@ async def test_health_endpoint_answers_without_credentials() -> None:
     assert response.json() == {"status": "ok"}
 
 
+async def raw_get(server: ProvisioningServer, raw_path: bytes, headers: dict[str, str]) -> int:
+    """The status of a GET sent as the raw ASGI scope, so no client normalises the path
+    (HTTP clients resolve ``..`` before sending, RFC 3986 §5.2.4; attackers don't)."""
+    statuses: list[int] = []
+    sent = False
+
+    async def receive() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(int(message["status"]))
+
+    path = raw_path.split(b"?", 1)[0].decode("latin-1")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": urllib.parse.unquote(path),
+        "raw_path": raw_path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8081),
+    }
+    await asyncio.wait_for(server.app(scope, receive, send), timeout=5)
+    [status] = statuses
+    return status
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        b"/../../805ec0123456.cfg",
+        b"/x/../805ec0123456.cfg",
+        b"/%2e%2e/%2E%2E/805ec0123456.cfg",
+        b"/..%2f..%2f805ec0123456.cfg",
+        b"/..%5c..%5c805ec0123456.cfg",
+        b"/./805ec0123456.cfg",
+        b"/%00/805ec0123456.cfg",
+    ],
+)
+async def test_a_path_with_dot_segments_is_refused_even_with_valid_credentials(
+    raw_path: bytes,
+) -> None:
+    server, _, served = make_server(auth="basic")
+    token = base64.b64encode(b"HD0001:desk-pw-1").decode()
+    headers = {"User-Agent": YEALINK_UA, "Authorization": f"Basic {token}"}
+    assert await raw_get(server, b"/805ec0123456.cfg", headers) == 200
+    assert await raw_get(server, raw_path, headers) == 404
+    assert len(served) == 1
+
+
 async def test_requests_that_are_no_phone_file_are_not_found() -> None:
     server, _, _ = make_server()
     async with client(server) as http:
-        response = await http.get("/../../etc/passwd", headers={"User-Agent": YEALINK_UA})
         browser = await http.get("/805ec0123456.cfg", headers={"User-Agent": "curl/8"})
-    assert response.status_code == browser.status_code == 404
+    passwd = await raw_get(server, b"/../../etc/passwd", {"User-Agent": YEALINK_UA})
+    assert passwd == browser.status_code == 404

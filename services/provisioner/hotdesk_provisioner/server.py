@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -170,6 +171,9 @@ class ProvisioningServer:
                 headers={"Retry-After": str(self._limiter.retry_after(now))},
             )
         path = request.url.path
+        if not _is_plain_path(request.scope.get("raw_path") or path.encode(), path):
+            log.warning("provisioning path refused", extra={"client": client})
+            return _not_found()
         agent = request.headers.get("user-agent", "")
         found = detect(path, agent)
         if found is None:
@@ -329,6 +333,23 @@ def _may_fetch(desk: Desk, found: Detection) -> bool:
     if found.role is FileRole.DESK:
         return found.mac == desk.mac.lower()
     return found.mac is None or found.mac == desk.mac.lower()
+
+
+def _is_plain_path(raw_path: bytes, path: str) -> bool:
+    """Whether a request path is free of dot segments, backslashes and control bytes.
+
+    Files are rendered in memory, but a path such as ``/../x.cfg`` is never one a
+    phone sends (clients remove dot segments, RFC 3986 §5.2.4), so it is refused before
+    it reaches detection, logs or a proxy cache; both the raw and the percent-decoded
+    forms are checked, so ``%2e%2e`` and ``%2f`` do not slip through.
+    """
+    decoded_raw = urllib.parse.unquote(raw_path.split(b"?", 1)[0].decode("latin-1"))
+    for text in (decoded_raw, path):
+        if "\\" in text or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+            return False
+        if any(segment in (".", "..") for segment in text.split("/")):
+            return False
+    return True
 
 
 def _not_found() -> Response:
