@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 
 from hotdesk_sip_edge.media import g711, rtp, sdp, wav
+from hotdesk_sip_edge.media.ivr_bridge import IvrBridge
 from hotdesk_sip_edge.media.metrics import Histogram
 from hotdesk_sip_edge.media.session import (
     FRAME_SAMPLES,
+    MediaAddressError,
     MediaSession,
     NoRtpPort,
     builtin_file_not_found,
+    check_media_address,
 )
 from tests.sip_edge.media.pcap import DTMF_CAPTURES, udp_datagrams
 from tests.sip_edge.media.rtp_peer import RtpPeer
@@ -312,3 +315,76 @@ async def test_a_range_without_a_free_even_port_is_refused(peer: RtpPeer) -> Non
             )
     finally:
         await taken.close()
+
+
+async def wait_latched(session: MediaSession) -> None:
+    for _ in range(200):
+        if session.remote_learned:
+            return
+        await asyncio.sleep(0.01)
+
+
+def hello(ssrc: int = 7) -> bytes:
+    return rtp.serialize(
+        rtp.RtpPacket(payload_type=0, sequence=1, timestamp=160, ssrc=ssrc, payload=bytes(160))
+    )
+
+
+async def test_rtp_binds_locally_while_the_sdp_advertises_a_public_address(
+    peer: RtpPeer,
+) -> None:
+    call = Call()
+    session = await MediaSession.open(
+        offer=peer.offer(),
+        local_host="192.0.2.10",  # TEST-NET-1: only ever written into the SDP
+        bind_host="127.0.0.1",
+        port_range=PORTS,
+        prompts=DictPrompts({"a": tone(2)}),
+        on_dtmf=lambda digit, source: call.digits.append((digit, source)),
+        on_media_timeout=call.timed_out.set,
+        media_timeout=30.0,
+    )
+    try:
+        assert b"c=IN IP4 192.0.2.10\r\n" in session.answer
+        peer.send(hello(), session.local_port)
+        await wait_latched(session)
+        await session.play(["a"])
+        assert len(await peer.collect(2)) == 2
+    finally:
+        await session.close()
+
+
+async def test_the_ivr_bridge_passes_the_bind_address_to_the_media(peer: RtpPeer) -> None:
+    bridge = await IvrBridge.answer_call(
+        nc=None,  # type: ignore[arg-type]  # answering opens media only; nothing is published
+        edge_id="edge-1",
+        call_id="c1",
+        send_bye=lambda: None,
+        offer=peer.offer(),
+        local_host="192.0.2.10",
+        bind_host="127.0.0.1",
+        port_range=PORTS,
+        prompts=DictPrompts({}),
+        media_timeout=30.0,
+    )
+    assert bridge.media is not None
+    try:
+        assert b"c=IN IP4 192.0.2.10\r\n" in bridge.answer
+        assert bridge.media._transport.get_extra_info("sockname")[0] == "127.0.0.1"
+    finally:
+        await bridge.media.close()
+
+
+async def test_an_advertised_host_name_is_refused_naming_the_setting(peer: RtpPeer) -> None:
+    with pytest.raises(MediaAddressError, match=r"sip\.advertised_host"):
+        await MediaSession.open(
+            offer=peer.offer(),
+            local_host="edge.example.com",
+            bind_host="127.0.0.1",
+            port_range=PORTS,
+            prompts=DictPrompts({}),
+            on_dtmf=lambda digit, source: None,
+            on_media_timeout=lambda: None,
+            media_timeout=30.0,
+        )
+    assert check_media_address("192.0.2.10") == "192.0.2.10"

@@ -100,9 +100,12 @@ class IvrBridge:
         media_timeout: float,
         claim_timeout: float = CLAIM_TIMEOUT_SECONDS,
         max_call_seconds: float = MAX_CALL_SECONDS,
+        bind_host: str | None = None,
     ) -> IvrBridge:
         """Open the call's media for ``offer``; ``bridge.media.answer`` is the SDP answer.
 
+        ``local_host`` is advertised in the SDP answer, the RTP socket binds to
+        ``bind_host`` (default ``local_host``; the edge passes ``sip.listen``).
         Raises what :meth:`MediaSession.open` raises (``NoCommonCodec`` → 488).
         """
         bridge = cls(
@@ -122,6 +125,7 @@ class IvrBridge:
             on_media_timeout=bridge.on_media_timeout,
             media_timeout=media_timeout,
             call_id=call_id,
+            bind_host=bind_host,
         )
         return bridge
 

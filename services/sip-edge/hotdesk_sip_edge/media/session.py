@@ -8,6 +8,7 @@ The SIP side creates a :class:`MediaSession` from the INVITE's SDP offer, puts
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import socket
@@ -40,7 +41,28 @@ class PromptSource(Protocol):
 
 
 class NoRtpPort(OSError):
-    """Every even port of the configured range is taken."""
+    """Every even port of the configured range is taken (or none can be bound)."""
+
+
+class MediaAddressError(NoRtpPort):
+    """The address to advertise in SDP is no IP literal: answer 503, and fix the
+    configuration (the edge checks it at start with :func:`check_media_address`)."""
+
+
+def check_media_address(host: str) -> str:
+    """``host`` if it can stand in an SDP ``c=`` line, else :class:`MediaAddressError`.
+
+    RFC 8866 §5.7 allows a domain name in ``c=``, but phones do not resolve it for
+    media, so the edge must advertise an IP address there.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise MediaAddressError(
+            f"sip.advertised_host {host!r} is not an IP address: phones need one in the "
+            "SDP c= line to send RTP to; set sip.advertised_host to the edge's public IP"
+        ) from None
+    return host
 
 
 @dataclass(frozen=True)
@@ -141,11 +163,18 @@ class MediaSession:
         media_timeout: float,
         jitter: Histogram = RTP_SEND_JITTER,
         call_id: str = "",
+        bind_host: str | None = None,
     ) -> MediaSession:
         """Negotiate ``offer`` and open the RTP socket.
 
+        ``local_host`` is the address advertised in the SDP answer (an IP literal);
+        the socket is bound to ``bind_host``, which defaults to ``local_host``. In a
+        container or behind NAT the advertised address is not local, so the edge passes
+        its SIP listen address (``sip.listen``, e.g. ``0.0.0.0``) as ``bind_host``.
+
         Raises :class:`~.sdp.NoCommonCodec` (answer 488), :class:`~.sdp.SdpError`
-        (answer 400) or :class:`NoRtpPort` (answer 503). ``on_dtmf(digit, source)``
+        (answer 400) or :class:`NoRtpPort` (answer 503; :class:`MediaAddressError`
+        when ``local_host`` is no IP address). ``on_dtmf(digit, source)``
         gets each digit once, ``source`` being ``rfc4733`` or ``info``;
         ``on_media_timeout()`` is called once when no RTP arrived for ``media_timeout``
         seconds. ``jitter`` receives each packet's lateness against its schedule;
@@ -153,7 +182,8 @@ class MediaSession:
         """
         parsed = sdp.parse(offer)
         sdp.answer(parsed, local_host=local_host, local_port=1, session_id=0)  # fail early
-        sock = _bind(local_host, port_range)
+        check_media_address(local_host)
+        sock = _bind(local_host if bind_host is None else bind_host, port_range)
         port = sock.getsockname()[1]
         session_id = random.getrandbits(31)
         answer, negotiated = sdp.answer(
