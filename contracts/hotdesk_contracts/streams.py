@@ -6,6 +6,8 @@ configuration on a cluster.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from . import subjects
@@ -20,6 +22,11 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
     duplicate_window_seconds: float = 120.0
     storage: str = "file"
     max_msgs_per_subject: int = -1
+    """-1: no limit per subject."""
+    max_bytes: int = -1
+    """-1: no limit on the stream's size."""
+    discard: Literal["old", "new"] = "old"
+    """At a limit, drop the oldest messages (``old``) or refuse new ones (``new``)."""
 
 
 class KeyValueSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +60,11 @@ PROVISIONING = StreamSpec(
     subjects=[subjects.PROVISIONING_ALL],
     description="Reprovision outcomes and unknown devices, kept 30 days.",
     max_age_seconds=30 * 86400.0,
+    # Unknown-device reports come from unauthenticated requests: bounded per subject
+    # and in total, the oldest dropped first, so nobody can fill the disk with them.
+    max_msgs_per_subject=1_000,
+    max_bytes=256 * 1024 * 1024,
+    discard="old",
 )
 STREAMS: tuple[StreamSpec, ...] = (LEDGER, EDGE, PROVISIONING)
 

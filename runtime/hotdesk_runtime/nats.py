@@ -249,6 +249,8 @@ def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> js_api.StreamC
         max_age=spec.max_age_seconds or None,
         duplicate_window=spec.duplicate_window_seconds,
         max_msgs_per_subject=spec.max_msgs_per_subject,
+        max_bytes=spec.max_bytes,
+        discard=js_api.DiscardPolicy.OLD if spec.discard == "old" else js_api.DiscardPolicy.NEW,
         num_replicas=replicas,
         # The ledger is only ever appended to (DESIGN.md "Event sourcing on JetStream").
         deny_delete=spec is streams.LEDGER,

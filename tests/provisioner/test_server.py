@@ -26,7 +26,12 @@ from hotdesk_provisioner.bus import follow_desk_ledger, publish_unknown_device
 from hotdesk_provisioner.httpauth import REALM
 from hotdesk_provisioner.render import render
 from hotdesk_provisioner.seats import DeskSeats
-from hotdesk_provisioner.server import ProvisioningServer, ServedFile
+from hotdesk_provisioner.server import (
+    UNKNOWN_DEVICE_FIELD_CHARS,
+    UNKNOWN_DEVICE_REPORTS_PER_MINUTE,
+    ProvisioningServer,
+    ServedFile,
+)
 from tests.provisioner.samples import DIRECTORY, SIP, VENDOR_DESKS
 
 YEALINK_UA = "Yealink SIP-T46S 66.86.0.15 80:5e:c0:12:34:56"
@@ -274,6 +279,27 @@ async def test_unknown_phone_is_reported_once_with_mac_agent_and_address() -> No
     assert [(u.mac, u.user_agent, u.address, u.path) for u in unknown] == [
         ("0c383e07ffff", ua["User-Agent"], "127.0.0.7", "/0c383e07ffff.cfg")
     ]
+
+
+async def test_unknown_device_reports_are_capped_per_minute_across_all_sources() -> None:
+    server, unknown, _ = make_server(rate_limit_per_minute=0)
+    async with client(server, "127.0.0.9") as http:
+        for n in range(UNKNOWN_DEVICE_REPORTS_PER_MINUTE + 50):
+            mac = f"805ec0{n:06x}"
+            ua = f"Yealink SIP-T46S 66.86.0.15 {mac}"
+            await http.get(f"/{mac}.cfg", headers={"User-Agent": ua})
+    assert len(unknown) == UNKNOWN_DEVICE_REPORTS_PER_MINUTE
+
+
+async def test_unknown_device_reports_carry_truncated_agent_and_path() -> None:
+    server, unknown, _ = make_server()
+    agent = "Yealink SIP-T46S 66.86.0.15 805ec0abcdef " + "A" * 10_000
+    async with client(server) as http:
+        await http.get("/" + "d/" * 3_000 + "805ec0abcdef.cfg", headers={"User-Agent": agent})
+    [seen] = unknown
+    assert len(seen.user_agent) <= UNKNOWN_DEVICE_FIELD_CHARS
+    assert len(seen.path) <= UNKNOWN_DEVICE_FIELD_CHARS
+    assert seen.user_agent.startswith("Yealink SIP-T46S")
 
 
 async def test_unknown_device_event_is_published_on_the_provisioning_stream(

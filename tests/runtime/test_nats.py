@@ -7,6 +7,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.js import JetStreamContext
+from nats.js import api as js_api
 
 from hotdesk_contracts import streams, subjects
 from hotdesk_contracts.directory import Config, NatsSettings
@@ -29,6 +30,23 @@ async def test_ensure_jetstream_creates_everything_and_is_idempotent(
     assert ledger.config.deny_delete
     registrations = await js.stream_info(f"KV_{streams.REGISTRATIONS.bucket}")
     assert registrations.config.allow_msg_ttl
+
+
+async def test_unknown_device_reports_are_bounded_with_the_oldest_dropped(
+    js: JetStreamContext,
+) -> None:
+    await ensure_jetstream(js)
+    info = await js.stream_info(streams.PROVISIONING.name)
+    assert info.config.max_msgs_per_subject == streams.PROVISIONING.max_msgs_per_subject > 0
+    assert info.config.max_bytes == streams.PROVISIONING.max_bytes > 0
+    assert info.config.discard == js_api.DiscardPolicy.OLD
+    limit = streams.PROVISIONING.max_msgs_per_subject
+    for n in range(limit + 20):
+        await js.publish(subjects.PROVISIONING_UNKNOWN_DEVICE, str(n).encode())
+    info = await js.stream_info(streams.PROVISIONING.name)
+    assert info.state.messages == limit
+    last = await js.get_last_msg(streams.PROVISIONING.name, subjects.PROVISIONING_UNKNOWN_DEVICE)
+    assert last.data == str(limit + 19).encode()
 
 
 async def test_embedded_server_keeps_jetstream_data_across_restarts(tmp_path: Path) -> None:

@@ -42,6 +42,11 @@ from .vendors import Detection, FileRole, detect
 log = logging.getLogger("hotdesk.provisioner.http")
 
 UNKNOWN_DEVICE_REPORT_SECONDS = 3600.0
+UNKNOWN_DEVICE_REPORTS_PER_MINUTE = 30
+"""Reports of new unknown devices per minute, all sources together: they come before
+any authentication, so a flood of invented MACs must not become a flood of events."""
+UNKNOWN_DEVICE_FIELD_CHARS = 256
+"""User-Agent and path are cut to this many characters in reports and logs."""
 """Report the same unknown MAC at most once an hour."""
 
 
@@ -110,6 +115,8 @@ class ProvisioningServer:
         self._limiter = RateLimiter(settings.rate_limit_per_minute)
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._unknown_reported: dict[str, float] = {}
+        self._unknown_window = (-1, 0)
+        """(minute, reports in it): the global cap on unknown-device reports."""
         self._learned: dict[str, tuple[str, str]] = {}
         self._cache: dict[tuple[str, str | None, str, str], Rendered] = {}
         self._cache_directory: Directory | None = None
@@ -293,9 +300,17 @@ class ProvisioningServer:
         last = self._unknown_reported.get(found.mac)
         if last is not None and now - last < UNKNOWN_DEVICE_REPORT_SECONDS:
             return
+        minute, reports = self._unknown_window
+        if minute != int(now // 60):
+            minute, reports = int(now // 60), 0
+        if reports >= UNKNOWN_DEVICE_REPORTS_PER_MINUTE:
+            return
+        self._unknown_window = (minute, reports + 1)
         if len(self._unknown_reported) > 10_000:
             self._unknown_reported.clear()
         self._unknown_reported[found.mac] = now
+        agent = _truncate(agent)
+        path = _truncate(path)
         log.warning(
             "unknown device asked for provisioning",
             extra={"mac": found.mac, "user_agent": agent, "client": client},
@@ -350,6 +365,10 @@ def _is_plain_path(raw_path: bytes, path: str) -> bool:
         if any(segment in (".", "..") for segment in text.split("/")):
             return False
     return True
+
+
+def _truncate(text: str) -> str:
+    return text[:UNKNOWN_DEVICE_FIELD_CHARS]
 
 
 def _not_found() -> Response:
