@@ -388,3 +388,43 @@ async def test_an_advertised_host_name_is_refused_naming_the_setting(peer: RtpPe
             media_timeout=30.0,
         )
     assert check_media_address("192.0.2.10") == "192.0.2.10"
+
+
+async def test_a_phone_sending_rfc4733_and_sip_info_has_each_key_counted_once(
+    peer: RtpPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    call = Call()
+    session = await call.open(peer, {})
+    try:
+        with caplog.at_level(logging.INFO):
+            for digit in ["1", "2"]:
+                for datagram in udp_datagrams(DTMF_CAPTURES[digit]):
+                    peer.send(datagram.payload, session.local_port)
+                    await asyncio.sleep(0.002)
+                for _ in range(200):
+                    if call.digits and call.digits[-1][0] == digit:
+                        break
+                    await asyncio.sleep(0.01)
+                session.dtmf_from_info("application/dtmf-relay", f"Signal={digit}\r\n".encode())
+        assert call.digits == [("1", "rfc4733"), ("2", "rfc4733")]
+        ignored = [
+            r for r in caplog.records if r.getMessage() == "DTMF from a second source ignored"
+        ]
+        assert len(ignored) == 1
+    finally:
+        await session.close()
+
+
+async def test_when_sip_info_comes_first_rfc4733_events_are_ignored(peer: RtpPeer) -> None:
+    call = Call()
+    session = await call.open(peer, {})
+    try:
+        session.dtmf_from_info("application/dtmf", b"3")
+        for datagram in udp_datagrams(DTMF_CAPTURES["3"]):
+            peer.send(datagram.payload, session.local_port)
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.1)
+        session.dtmf_from_info("application/dtmf", b"4")
+        assert call.digits == [("3", "info"), ("4", "info")]
+    finally:
+        await session.close()

@@ -175,7 +175,8 @@ class MediaSession:
         Raises :class:`~.sdp.NoCommonCodec` (answer 488), :class:`~.sdp.SdpError`
         (answer 400) or :class:`NoRtpPort` (answer 503; :class:`MediaAddressError`
         when ``local_host`` is no IP address). ``on_dtmf(digit, source)``
-        gets each digit once, ``source`` being ``rfc4733`` or ``info``;
+        gets each digit once, ``source`` being ``rfc4733`` or ``info`` (whichever the
+        call used first: digits from the other source are then ignored);
         ``on_media_timeout()`` is called once when no RTP arrived for ``media_timeout``
         seconds. ``jitter`` receives each packet's lateness against its schedule;
         ``call_id`` goes into the session's log lines.
@@ -236,6 +237,8 @@ class MediaSession:
         self._barge_in = False
         self._closed = False
         self.packets_sent = 0
+        self._dtmf_source: str | None = None
+        self._other_source_logged = False
 
     # --- receiving ------------------------------------------------------------------
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -269,6 +272,18 @@ class MediaSession:
         self._digit(dtmf_info.parse(content_type, body), "info")
 
     def _digit(self, digit: str, source: str) -> None:
+        # A phone may send each key both as RFC 4733 events and as SIP INFO; the first
+        # source heard decides for the whole call, so no key press counts twice.
+        if self._dtmf_source is None:
+            self._dtmf_source = source
+        elif source != self._dtmf_source:
+            if not self._other_source_logged:
+                self._other_source_logged = True
+                log.info(
+                    "DTMF from a second source ignored",
+                    extra={**self._fields, "source": source, "using": self._dtmf_source},
+                )
+            return
         if self._barge_in:
             self._stop.set()
         self._on_dtmf(digit, source)
