@@ -3,6 +3,7 @@ restarts it), connections to it, and a fresh JetStream namespace per test."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import nats
@@ -40,10 +41,22 @@ async def nc(nats_server: NatsServer | ContainerNats) -> AsyncIterator[Client]:
     await client.drain()
 
 
-@pytest.fixture
-async def js(nc: Client) -> AsyncIterator[JetStreamContext]:
-    """JetStream with every stream and bucket removed after the test."""
-    ctx = nc.jetstream()
-    yield ctx
+async def _delete_streams(ctx: JetStreamContext) -> None:
     for info in await ctx.streams_info():
         await ctx.delete_stream(info.config.name)
+
+
+@pytest.fixture
+async def js(nc: Client) -> AsyncIterator[JetStreamContext]:
+    """JetStream with no streams at the start of the test and none left after it.
+
+    nats-server can hand a just-deleted file-backed stream's messages to a stream
+    re-created under the same name straight away, so leftovers are cleared at setup
+    too and the server gets a moment to let go of the store each time.
+    """
+    ctx = nc.jetstream()
+    await _delete_streams(ctx)
+    await asyncio.sleep(0.1)
+    yield ctx
+    await _delete_streams(ctx)
+    await asyncio.sleep(0.1)
