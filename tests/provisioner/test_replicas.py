@@ -27,6 +27,7 @@ from hotdesk_contracts.messages import (
 from hotdesk_provisioner.main import Provisioner
 from hotdesk_provisioner.state import open_bucket
 from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.nats import ensure_jetstream
 from tests.provisioner.samples import DIRECTORY, VENDOR_DESKS
 from tests.provisioner.test_service import (
     AUTH,
@@ -52,8 +53,8 @@ async def replica(
     nc: Client, js: JetStreamContext, cfg: Config, instance_id: str
 ) -> AsyncIterator[tuple[Provisioner, str]]:
     """One provisioner replica, running until the block ends."""
-    for spec in (streams.LEDGER, streams.PROVISIONING):
-        await js.add_stream(name=spec.name, subjects=spec.subjects)
+    # The streams and buckets exactly as production creates them (dedupe windows, limits).
+    await ensure_jetstream(js)
     ctx = ServiceContext(
         name="provisioner",
         instance_id=instance_id,

@@ -32,6 +32,7 @@ from hotdesk_provisioner.server import (
     ProvisioningServer,
     ServedFile,
 )
+from hotdesk_runtime.nats import ensure_jetstream
 from tests.provisioner.samples import DIRECTORY, SIP, VENDOR_DESKS
 
 YEALINK_UA = "Yealink SIP-T46S 66.86.0.15 80:5e:c0:12:34:56"
@@ -305,7 +306,7 @@ async def test_unknown_device_reports_carry_truncated_agent_and_path() -> None:
 async def test_unknown_device_event_is_published_on_the_provisioning_stream(
     js: JetStreamContext,
 ) -> None:
-    await js.add_stream(name=streams.PROVISIONING.name, subjects=streams.PROVISIONING.subjects)
+    await ensure_jetstream(js)
     server = ProvisioningServer(
         directory=lambda: DIRECTORY,
         settings=ProvisioningSettings(),
@@ -352,7 +353,7 @@ async def test_a_fetch_renders_the_newest_desk_state() -> None:
 
 
 async def test_desk_state_follows_the_ledger_from_the_start(js: JetStreamContext) -> None:
-    await js.add_stream(name=streams.LEDGER.name, subjects=streams.LEDGER.subjects)
+    await ensure_jetstream(js)
     await js.publish(subjects.desk_ledger("HD0001"), encode_event(login("HD0001", "101")))
     seats = DeskSeats()
     sub = await follow_desk_ledger(js, seats)

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from hotdesk_contracts import streams, subjects
+from hotdesk_contracts import subjects
 from hotdesk_contracts.codec import encode_event
 from hotdesk_contracts.commands import EdgeCommand, SendCheckSync
 from hotdesk_contracts.directory import Config, ProvisioningSettings, SipSettings
@@ -34,6 +34,7 @@ from hotdesk_contracts.messages import (
 )
 from hotdesk_provisioner.main import serve
 from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.nats import ensure_jetstream
 from tests.provisioner.samples import DIRECTORY, VENDOR_DESKS
 from tests.support.natsserver import free_port
 
@@ -81,8 +82,8 @@ def config(port: int, **provisioning: object) -> Config:
 async def running(
     nc: Client, js: JetStreamContext, cfg: Config, scheme: str = "http"
 ) -> AsyncIterator[str]:
-    for spec in (streams.LEDGER, streams.PROVISIONING):
-        await js.add_stream(name=spec.name, subjects=spec.subjects)
+    # The streams and buckets exactly as production creates them (dedupe windows, limits).
+    await ensure_jetstream(js)
     ctx = ServiceContext(
         name="provisioner",
         instance_id="provisioner-test",
