@@ -374,3 +374,25 @@ async def test_call_forks_to_every_contact_and_cancels_the_losers(
             CallPhase.ANSWERED,
             CallPhase.ENDED,
         ]
+
+
+async def test_trunk_named_by_host_name_is_resolved(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    trunk = free_udp_port()
+    dirs = directory(emergency_port=trunk)
+    named = dirs.trunks[0].__class__(name="emergency", uri=f"sip:localhost:{trunk}", emergency=True)
+    dirs = dirs.__class__(extensions=dirs.extensions, desks=dirs.desks, trunks=[named])
+    async with running_edge(js, nc, dirs) as running:
+        result, uas = await _call(
+            running,
+            tmp_path,
+            caller="HD0002",
+            password=DESK_PASSWORD,
+            dialled="112",
+            uas_port=trunk,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+        assert uas is not None
+        assert uas.returncode == 0, uas.stderr + uas.messages
+        assert "INVITE sip:112@localhost:" in uas.messages

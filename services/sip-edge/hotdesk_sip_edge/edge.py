@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -153,6 +155,7 @@ class SipEdge:
         self._server_tx: dict[tuple[str, str, str], tuple[ServerTransaction, Source]] = {}
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
         self._invite_tx: set[tuple[str, str, str]] = set()
+        self._resolved: dict[str, tuple[str, float]] = {}
         self._forget: dict[str, float] = {}
         self._timer_task: asyncio.Task[None] | None = None
         self.host = settings.advertised_host
@@ -205,11 +208,39 @@ class SipEdge:
 
     # --- Network (used by the proxy) ---------------------------------------------------
 
+    async def resolve(self, target: Source) -> Source | None:
+        """``target`` with its host as an IP address (A/AAAA lookup without blocking the
+        loop, cached for a minute); None when the name does not resolve."""
+        try:
+            ipaddress.ip_address(target.host)
+            return target
+        except ValueError:
+            pass
+        now = self._clock()
+        cached = self._resolved.get(target.host)
+        if cached is None or cached[1] <= now:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    target.host, target.port, type=socket.SOCK_DGRAM
+                )
+            except OSError:
+                log.warning("next hop does not resolve", extra={"host": target.host})
+                return None
+            if not infos:
+                return None
+            cached = (str(infos[0][4][0]), now + 60.0)
+            self._resolved[target.host] = cached
+        return Source(target.transport, cached[0], target.port)
+
     async def send_request(self, request: SipRequest, target: Source) -> bool:
-        """Send a request; opens a TCP connection when the target needs one."""
-        if target.transport != "UDP" and not await self.transport.connect(target):
+        """Send a request; resolves a host name and opens a TCP connection when the
+        target needs one."""
+        resolved = await self.resolve(target)
+        if resolved is None:
             return False
-        return self.transport.send_to(request.serialize(), target)
+        if resolved.transport != "UDP" and not await self.transport.connect(resolved):
+            return False
+        return self.transport.send_to(request.serialize(), resolved)
 
     def send_response(self, response: SipResponse, target: Source) -> None:
         """Send a response per RFC 3261 §18.2.2 (``target`` is the request's source)."""

@@ -61,6 +61,10 @@ class Network(Protocol):
         """Run the client transaction's timers for a request sent to ``target``."""
         ...
 
+    async def resolve(self, target: Source) -> Source | None:
+        """``target`` with a numeric host (None: it does not resolve)."""
+        ...
+
 
 CallStateListener = Callable[["CallInfo", CallPhase], Awaitable[None]]
 
@@ -192,6 +196,10 @@ class Proxy:
         call: CallInfo | None = None,
         group: ForkGroup | None = None,
     ) -> bool:
+        resolved = await self._net.resolve(target)
+        if resolved is None:
+            return False
+        target = resolved
         branch, via = self._via(target.transport)
         request.headers.add("Via", via, first=True)
         sent = await self._net.send_request(request, target)
@@ -426,9 +434,12 @@ class Proxy:
             )
         if request.method == "ACK":
             # ACK for a 2xx is its own transaction and gets no response (§17.1.1.3).
-            _, via = self._via(target.transport)
+            resolved = await self._net.resolve(target)
+            if resolved is None:
+                return None
+            _, via = self._via(resolved.transport)
             forward.headers.add("Via", via, first=True)
-            await self._net.send_request(forward, target)
+            await self._net.send_request(forward, resolved)
             return None
         call = self.calls.get(request.call_id)
         if not await self._send(source, request, forward, target, call=call):
