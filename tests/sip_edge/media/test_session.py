@@ -428,3 +428,56 @@ async def test_when_sip_info_comes_first_rfc4733_events_are_ignored(peer: RtpPee
         assert call.digits == [("3", "info"), ("4", "info")]
     finally:
         await session.close()
+
+
+def offer_from(peer: RtpPeer, host: str) -> bytes:
+    """The peer's offer as if its SDP named ``host`` (a phone behind NAT, or another
+    address that is never sent to in these tests: nothing is played before latching)."""
+    return peer.offer().replace(b"IN IP4 127.0.0.1", f"IN IP4 {host}".encode())
+
+
+async def test_a_foreign_sender_spraying_first_is_neither_latched_nor_heard(
+    peer: RtpPeer,
+) -> None:
+    call = Call()
+    # The phone's SDP names 192.0.2.10 and nothing else was signalled: loopback
+    # senders are strangers to this call.
+    session = await call.open(peer, {}, offer=offer_from(peer, "192.0.2.10"))
+    try:
+        peer.send(hello(), session.local_port)
+        for datagram in udp_datagrams(DTMF_CAPTURES["9"]):
+            peer.send(datagram.payload, session.local_port)
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.1)
+        assert not session.remote_learned
+        assert session.remote == ("192.0.2.10", peer.port)
+        assert call.digits == []
+    finally:
+        await session.close()
+
+
+async def test_rtp_from_the_signalling_source_latches_when_the_sdp_names_another_address(
+    peer: RtpPeer,
+) -> None:
+    call = Call()
+    session = await MediaSession.open(
+        offer=offer_from(peer, "192.0.2.10"),  # the phone's private address behind NAT
+        local_host="127.0.0.1",
+        port_range=PORTS,
+        prompts=DictPrompts({"a": tone(2)}),
+        on_dtmf=lambda digit, source: call.digits.append((digit, source)),
+        on_media_timeout=call.timed_out.set,
+        media_timeout=30.0,
+        peer_hosts=["127.0.0.1"],  # where its INVITE came from
+    )
+    try:
+        for datagram in udp_datagrams(DTMF_CAPTURES["9"]):
+            peer.send(datagram.payload, session.local_port)
+            await asyncio.sleep(0.002)
+        await wait_latched(session)
+        assert session.remote == ("127.0.0.1", peer.port)
+        await session.play(["a"])
+        assert len(await peer.collect(2)) == 2
+        assert call.digits == [("9", "rfc4733")]
+    finally:
+        await session.close()

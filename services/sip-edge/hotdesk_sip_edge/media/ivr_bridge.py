@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 
 import msgspec
@@ -101,11 +101,14 @@ class IvrBridge:
         claim_timeout: float = CLAIM_TIMEOUT_SECONDS,
         max_call_seconds: float = MAX_CALL_SECONDS,
         bind_host: str | None = None,
+        peer_hosts: Collection[str] = (),
     ) -> IvrBridge:
         """Open the call's media for ``offer``; ``bridge.media.answer`` is the SDP answer.
 
         ``local_host`` is advertised in the SDP answer, the RTP socket binds to
         ``bind_host`` (default ``local_host``; the edge passes ``sip.listen``).
+        RTP is taken only from the offer's address or ``peer_hosts`` (the edge passes
+        the INVITE's source host, so phones behind NAT work).
         Raises what :meth:`MediaSession.open` raises (``NoCommonCodec`` → 488).
         """
         bridge = cls(
@@ -126,6 +129,7 @@ class IvrBridge:
             media_timeout=media_timeout,
             call_id=call_id,
             bind_host=bind_host,
+            peer_hosts=peer_hosts,
         )
         return bridge
 

@@ -13,7 +13,7 @@ import logging
 import random
 import socket
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Protocol
@@ -115,6 +115,18 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self.session._received(data, addr)
 
 
+def _normal_host(host: str) -> str:
+    """An address in one spelling (``::ffff:192.0.2.1`` is ``192.0.2.1``), so the
+    signalling and media sources compare equal however the socket reports them."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.lower()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 def _bind(local_host: str, port_range: tuple[int, int]) -> socket.socket:
     low, high = port_range
     first = low + (low & 1)  # RFC 3550 §11: RTP on an even port, RTCP on the next
@@ -164,6 +176,7 @@ class MediaSession:
         jitter: Histogram = RTP_SEND_JITTER,
         call_id: str = "",
         bind_host: str | None = None,
+        peer_hosts: Collection[str] = (),
     ) -> MediaSession:
         """Negotiate ``offer`` and open the RTP socket.
 
@@ -180,6 +193,11 @@ class MediaSession:
         ``on_media_timeout()`` is called once when no RTP arrived for ``media_timeout``
         seconds. ``jitter`` receives each packet's lateness against its schedule;
         ``call_id`` goes into the session's log lines.
+
+        Symmetric RTP latches only to packets from the offer's ``c=`` address or one of
+        ``peer_hosts`` (the edge passes the INVITE's source address, which is what a
+        phone behind NAT sends from); packets from anywhere else are neither media nor
+        digits, so nobody can hijack the call by sending to its port first.
         """
         parsed = sdp.parse(offer)
         sdp.answer(parsed, local_host=local_host, local_port=1, session_id=0)  # fail early
@@ -192,6 +210,9 @@ class MediaSession:
         )
         self = object.__new__(cls)
         self._setup(negotiated, prompts, on_dtmf, on_media_timeout, media_timeout, jitter)
+        self._peer_hosts = frozenset(
+            _normal_host(h) for h in (negotiated.remote_host, *peer_hosts)
+        ) - {"0.0.0.0", "::"}
         self._fields = {"call_id": call_id, "local_port": port}
         self.answer = sdp.serialize(answer)
         self.local_port = port
@@ -238,6 +259,8 @@ class MediaSession:
         self._closed = False
         self.packets_sent = 0
         self._dtmf_source: str | None = None
+        self._peer_hosts: frozenset[str] = frozenset()
+        self._foreign_packets = 0
         self._other_source_logged = False
 
     # --- receiving ------------------------------------------------------------------
@@ -249,6 +272,14 @@ class MediaSession:
         if 72 <= packet.payload_type <= 76:
             return  # RTCP sent to the RTP port (RFC 5761 §4): not media
         source = (addr[0], addr[1])
+        if _normal_host(source[0]) not in self._peer_hosts:
+            self._foreign_packets += 1
+            if self._foreign_packets == 1:
+                log.warning(
+                    "RTP from an address that is not the call's peer ignored",
+                    extra={**self._fields, "source": source[0]},
+                )
+            return
         if not self.remote_learned:
             # Symmetric RTP (RFC 4961): answer to where the phone's packets come from,
             # which is what gets through a NAT, not the address its SDP advertised.
