@@ -77,6 +77,7 @@ class Authenticator:
     ) -> None:
         self.realm = realm
         self._secret = secret
+        self._previous: bytes | None = None
         self.nonce_lifetime = nonce_lifetime
         self.fail_limit = fail_limit
         self.fail_window = fail_window
@@ -86,6 +87,13 @@ class Authenticator:
         self._failures: dict[str, _Failures] = {}
         self._dummy = secrets.token_hex(16)
         self.stats: Counter[str] = Counter()
+
+    def rotate(self, secret: bytes) -> None:
+        """Issue nonces with ``secret`` from now on; nonces of the previous secret stay
+        valid for their lifetime (the directory, which the secret derives from, was
+        reloaded)."""
+        if secret != self._secret:
+            self._previous, self._secret = self._secret, secret
 
     def _challenge(self, now: float, *, stale: bool = False) -> AuthResult:
         nonce = make_nonce(self._secret, now)
@@ -142,6 +150,8 @@ class Authenticator:
         if creds is None:
             return self._challenge(now)
         state = check_nonce(self._secret, creds.nonce, now, self.nonce_lifetime)
+        if state is NonceState.INVALID and self._previous is not None:
+            state = check_nonce(self._previous, creds.nonce, now, self.nonce_lifetime)
         if state is NonceState.INVALID:
             return self._challenge(now)
         if state is NonceState.STALE:

@@ -53,6 +53,10 @@ def nonce_secret(directory: Directory, realm: str) -> bytes:
     return h.digest()
 
 
+def _route_secret(secret: bytes) -> bytes:
+    return hashlib.sha256(b"record-route\0" + secret).digest()
+
+
 def passwords_of(directory: Directory) -> Callable[[str], str | None]:
     """The SIP password lookup for desks (``HDxxxx``) and extensions."""
 
@@ -156,6 +160,7 @@ class SipEdge:
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
         self._invite_tx: set[tuple[str, str, str]] = set()
         self._resolved: dict[str, tuple[str, float]] = {}
+        self._secrets_from: Directory | None = directory()
         self._forget: dict[str, float] = {}
         self._timer_task: asyncio.Task[None] | None = None
         self.host = settings.advertised_host
@@ -186,9 +191,7 @@ class SipEdge:
             on_call_state=self._call_state,
             hotdesk=self._hotdesk,
             clock=self._clock,
-            route_secret=hashlib.sha256(
-                b"record-route\0" + nonce_secret(self._directory(), self.settings.realm)
-            ).digest(),
+            route_secret=_route_secret(nonce_secret(self._directory(), self.settings.realm)),
         )
         if emergency_trunk(self._directory()) is None:
             log.warning(
@@ -264,8 +267,21 @@ class SipEdge:
 
     # --- receiving ---------------------------------------------------------------------
 
+    def _follow_directory(self) -> None:
+        """Derive the nonce and route secrets from the directory in force, so every
+        replica with the same directory agrees on them, also after a reload."""
+        directory = self._directory()
+        if directory is self._secrets_from:
+            return
+        self._secrets_from = directory
+        secret = nonce_secret(directory, self.settings.realm)
+        self.auth.rotate(secret)
+        if self.proxy is not None:
+            self.proxy.rotate_route_secret(_route_secret(secret))
+
     async def _on_message(self, message: SipRequest | SipResponse, source: Source) -> None:
         assert self.proxy is not None
+        self._follow_directory()
         if isinstance(message, SipResponse):
             branch = ""
             with contextlib.suppress(HeaderError, IndexError):

@@ -161,7 +161,7 @@ class Proxy:
         self._on_call_state = on_call_state
         self.hotdesk = hotdesk
         self._clock = clock
-        self._route_secret = route_secret
+        self._route_secrets = [route_secret]
         self.forwarded: dict[str, Forwarded] = {}
         self._by_upstream: dict[tuple[str, str], ForkGroup] = {}
         self.calls: dict[str, CallInfo] = {}
@@ -175,8 +175,15 @@ class Proxy:
         branch = MAGIC + secrets.token_hex(8)
         return branch, f"SIP/2.0/{transport} {self.host}:{self.port};branch={branch};rport"
 
-    def _dialog_token(self, call_id: str) -> str:
-        mac = hmac.new(self._route_secret, call_id.encode("utf-8", "surrogateescape"), "sha256")
+    def rotate_route_secret(self, secret: bytes) -> None:
+        """Sign new dialogs with ``secret``; dialogs signed with the previous one keep
+        working."""
+        if secret != self._route_secrets[0]:
+            self._route_secrets = [secret, self._route_secrets[0]]
+
+    def _dialog_token(self, call_id: str, secret: bytes | None = None) -> str:
+        key = self._route_secrets[0] if secret is None else secret
+        mac = hmac.new(key, call_id.encode("utf-8", "surrogateescape"), "sha256")
         return mac.hexdigest()[:20]
 
     def _record_route(self, transport: str, call_id: str) -> str:
@@ -401,7 +408,11 @@ class Proxy:
         if mine is None or not self._is_me(mine):
             # Only dialogs this edge record-routed are relayed (no open relay).
             return None if request.method == "ACK" else response_to(request, 403, "Forbidden")
-        if not hmac.compare_digest(mine.param("hd") or "", self._dialog_token(request.call_id)):
+        token = mine.param("hd") or ""
+        if not any(
+            hmac.compare_digest(token, self._dialog_token(request.call_id, secret))
+            for secret in self._route_secrets
+        ):
             log.warning(
                 "in-dialog request with a foreign route", extra={"call_id": request.call_id}
             )
