@@ -11,7 +11,11 @@ Reloads come from SIGHUP or from ``hotdesk reload``, a request on
 publishes only a valid one; otherwise it replies with the problems and the running
 directory stays. A desk removed from the directory while someone sits there must be
 logged out (``LoggedOut(reason=desk_removed)``): the owner calls its
-``on_desk_removed`` hook for each of :func:`removed_desks`.
+``on_desk_removed`` hook for each of :func:`removed_desks`. Removal is judged against
+the directory *in the bucket* that a publish replaces (not the owner's own copy), so a
+desk removed from the file while the owner was stopped, or by another owner, is still
+logged out; the replace is a compare-and-set, so two owners never both judge against
+the same old value.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from hotdesk_contracts import streams, subjects
@@ -84,6 +88,51 @@ async def publish_directory(js: JetStreamContext, directory: Directory) -> int:
         },
     )
     return revision
+
+
+class DirectoryConflict(RuntimeError):
+    """The directory in the bucket kept changing under a compare-and-set publish."""
+
+
+async def replace_directory(
+    js: JetStreamContext, directory: Directory, attempts: int = 10
+) -> tuple[int, Directory | None]:
+    """Store ``directory`` in place of the current one; returns (revision, replaced).
+
+    ``replaced`` is the directory the bucket held (``None`` if there was none). The
+    write carries the revision read, so a concurrent publish makes it retry against
+    the newer value instead of both owners diffing against the same old directory.
+    """
+    kv = await directory_bucket(js)
+    for _ in range(attempts):
+        try:
+            entry = await kv.get(DIRECTORY_KEY)
+        except KeyNotFoundError:
+            entry = None
+        data = encode_directory(directory)
+        try:
+            if entry is None:
+                revision = int(await kv.create(DIRECTORY_KEY, data))
+            else:
+                revision = int(await kv.update(DIRECTORY_KEY, data, last=entry.revision))
+        except KeyWrongLastSequenceError:
+            continue  # another owner published in between: diff against its value
+        old: Directory | None = None
+        if entry is not None and entry.value:
+            try:
+                old = decode_directory(entry.value)
+            except msgspec.ValidationError:
+                log.warning("the replaced directory revision was not understood")
+        log.info(
+            "directory published",
+            extra={
+                "revision": revision,
+                "extensions": len(directory.extensions),
+                "desks": len(directory.desks),
+            },
+        )
+        return revision, old
+    raise DirectoryConflict(f"the directory changed under {attempts} publishes in a row")
 
 
 async def load_directory(js: JetStreamContext) -> Directory | None:
@@ -189,7 +238,20 @@ class DirectoryOwner:
         self._sub: Subscription | None = None
 
     async def publish(self) -> int:
-        return await publish_directory(self.js, self.config.directory())
+        """Publish the config's directory (at start); log out desks it no longer has.
+
+        Compared with the directory in the bucket, so a desk removed from the file while
+        nothing ran is logged out at the next start.
+        """
+        revision, _gone = await self._publish(self.config.directory())
+        return revision
+
+    async def _publish(self, directory: Directory) -> tuple[int, list[str]]:
+        revision, old = await replace_directory(self.js, directory)
+        gone = removed_desks(old, directory) if old is not None else []
+        for desk in gone:
+            await self._desk_removed(desk)
+        return revision, gone
 
     async def reload(self) -> ReloadReply:
         """Re-read and validate the file; publish only a valid directory."""
@@ -206,12 +268,8 @@ class DirectoryOwner:
                     extra={"errors": sum(p.severity == "error" for p in problems)},
                 )
                 return ReloadReply(ok=False, problems=infos)
-            old = self.config.directory()
             self.config = config
-            revision = await self.publish()
-            gone = removed_desks(old, config.directory())
-            for desk in gone:
-                await self._desk_removed(desk)
+            revision, gone = await self._publish(config.directory())
             return ReloadReply(ok=True, revision=revision, problems=infos, removed_desks=gone)
 
     async def _desk_removed(self, desk: str) -> None:

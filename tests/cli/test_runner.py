@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import types
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,7 +17,12 @@ import pytest
 from prometheus_client import make_asgi_app
 
 from hotdesk_cli import runner
+from hotdesk_contracts import subjects
+from hotdesk_contracts.commands import LogIn
 from hotdesk_contracts.directory import Config, Desk, Directory, NatsSettings, TelemetrySettings
+from hotdesk_contracts.events import Cause, LoggedIn, LoggedOut, LogoutReason
+from hotdesk_ledger.handler import Ledger
+from hotdesk_ledger.store import EventStore
 from hotdesk_runtime.config import load_config
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.directory import load_directory, publish_directory, request_reload
@@ -136,3 +143,68 @@ async def test_a_service_owning_the_directory_publishes_it_and_answers_reloads(
     await nc.close()
     os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(run, 30) == 0
+
+
+async def test_a_seated_desk_removed_from_the_file_is_logged_out_at_the_next_start(
+    own_nats_server: NatsServer, fake_services: dict[str, object], tmp_path: Path
+) -> None:
+    path = tmp_path / "hotdesk.toml"
+    desks = [("HD0007", "001565000007"), ("HD0008", "001565000008")]
+
+    def write(names: list[tuple[str, str]]) -> None:
+        text = "".join(
+            f'[[desks]]\nname = "{n}"\nmac = "{m}"\nsip_password = "x"\n\n' for n, m in names
+        )
+        text += '[[extensions]]\nnumber = "100"\nname = "Alice"\n\n'
+        path.write_text(text + f'[nats]\nurl = "{own_nats_server.url}"\n', encoding="utf-8")
+
+    async def run_once(until: Callable[[], Awaitable[None]]) -> None:
+        config = load_config(path, env={}).config
+        run = asyncio.create_task(runner.run_service("fake", config, path, own_directory=True))
+        try:
+            await until()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert await asyncio.wait_for(run, 30) == 0
+
+    write(desks)
+    nc, js = await connect(Config(nats=NatsSettings(url=own_nats_server.url)), initial_attempts=3)
+    await ensure_jetstream(js)
+    ledger = Ledger(EventStore(js))
+
+    async def seat_alice() -> None:
+        for _ in range(200):
+            directory = await load_directory(js)
+            if directory is not None and directory.desk("HD0008") is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the directory was never published")
+        await ledger.execute(
+            LogIn(
+                command_id="c1",
+                at=datetime.now(UTC),
+                cause=Cause(actor="user:100"),
+                correlation_id="c1",
+                desk="HD0008",
+                user="100",
+            )
+        )
+
+    await run_once(seat_alice)
+    write(desks[:1])
+
+    async def published_without_hd0008() -> None:
+        for _ in range(200):
+            directory = await load_directory(js)
+            if directory is not None and directory.desk("HD0008") is None:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the new directory was never published")
+
+    await run_once(published_without_hd0008)  # a restart, not a reload
+    events, _ = await EventStore(js).load(subjects.desk_ledger("HD0008"))
+    await nc.close()
+    assert [type(e) for e in events] == [LoggedIn, LoggedOut]
+    assert isinstance(events[-1], LoggedOut)
+    assert events[-1].reason is LogoutReason.DESK_REMOVED

@@ -126,6 +126,60 @@ async def test_reload_publishes_a_valid_file_and_reports_removed_desks(
     await owner.stop()
 
 
+async def test_a_desk_removed_while_no_owner_ran_is_reported_at_the_next_start(
+    tmp_path: Path, nc: Client, js: JetStreamContext
+) -> None:
+    await ensure_jetstream(js)
+    path = tmp_path / "hotdesk.toml"
+    path.write_text(DESKS, encoding="utf-8")
+    removed: list[str] = []
+
+    async def on_removed(name: str) -> None:
+        removed.append(name)
+
+    before = DirectoryOwner(js, nc, load_config(path, env={}).config, path, env={})
+    await before.publish()
+    second_desk = DESKS.index("[[desks]]", 1)
+    path.write_text(DESKS[:second_desk] + DESKS[DESKS.index("[[trunks]]") :], encoding="utf-8")
+
+    # A restart: a new owner that never saw HD0002 in its own copy.
+    after = DirectoryOwner(
+        js, nc, load_config(path, env={}).config, path, env={}, on_desk_removed=on_removed
+    )
+    await after.publish()
+
+    assert removed == ["HD0002"]
+
+
+async def test_with_two_owners_removal_is_judged_against_the_published_directory(
+    tmp_path: Path, nc: Client, js: JetStreamContext
+) -> None:
+    await ensure_jetstream(js)
+    path = tmp_path / "hotdesk.toml"
+    path.write_text(DESKS, encoding="utf-8")
+    removed: list[str] = []
+
+    async def on_removed(name: str) -> None:
+        removed.append(name)
+
+    config = load_config(path, env={}).config
+    first = DirectoryOwner(js, nc, config, path, env={}, on_desk_removed=on_removed)
+    second = DirectoryOwner(js, nc, config, path, env={}, on_desk_removed=on_removed)
+    await first.publish()
+    await second.publish()
+    third = '[[desks]]\nname = "HD0003"\nmac = "001565aabbce"\nsip_password = "s3"\n\n'
+    trunks = DESKS.index("[[trunks]]")
+    path.write_text(DESKS[:trunks] + third + DESKS[trunks:], encoding="utf-8")
+    assert (await first.reload()).ok
+
+    # The second owner's own copy never had HD0003; the bucket did.
+    path.write_text(DESKS, encoding="utf-8")
+    reply = await second.reload()
+
+    assert reply.removed_desks == ["HD0003"]
+    assert removed == ["HD0003"]
+
+
 async def test_reload_of_a_bad_file_replies_with_problems_and_publishes_nothing(
     tmp_path: Path, nc: Client, js: JetStreamContext
 ) -> None:
