@@ -11,6 +11,7 @@ from hotdesk_contracts.directory import Desk, Directory, Extension, Policies
 from hotdesk_contracts.events import (
     Cause,
     LoggedIn,
+    LoggedOut,
     LogoutReason,
     PinLockedOut,
     PinRejected,
@@ -98,6 +99,30 @@ def type_pin(flow: CallFlow, pin: str) -> list[Action]:
     return actions
 
 
+def rejected(failures: int = 1, user: str = "100") -> PinRejected:
+    return PinRejected(
+        event_id="e",
+        at=NOW,
+        cause=CAUSE,
+        correlation_id="c",
+        user=user,
+        desk="HD0001",
+        failures=failures,
+    )
+
+
+def logged_out(user: str = "101") -> LoggedOut:
+    return LoggedOut(
+        event_id="e",
+        at=NOW,
+        cause=CAUSE,
+        correlation_id="c",
+        desk="HD0001",
+        user=user,
+        reason=LogoutReason.USER_CODE,
+    )
+
+
 def logged_in(user: str = "100") -> LoggedIn:
     return LoggedIn(event_id="e", at=NOW, cause=CAUSE, correlation_id="c", desk="HD0001", user=user)
 
@@ -176,7 +201,7 @@ def test_the_prompts_follow_the_extensions_language() -> None:
     assert flow.language == "de"
     type_pin(flow, "9#")
     flow.handle(PinChecked(ok=False), NOW)
-    actions = flow.handle(CommandDone([]), NOW)
+    actions = flow.handle(CommandDone([rejected(user="101")]), NOW)
     assert plays(actions) == [["de/pin-wrong", "de/enter-pin"]]
 
 
@@ -200,7 +225,7 @@ def test_three_wrong_pins_in_one_call_end_it() -> None:
     for attempt in range(3):
         type_pin(flow, "0#")
         flow.handle(PinChecked(ok=False), NOW)
-        actions = flow.handle(CommandDone([]), NOW)
+        actions = flow.handle(CommandDone([rejected(attempt + 1)]), NOW)
         if attempt < 2:
             assert not flow.finished
     assert plays(actions) == [["en/pin-wrong", "en/goodbye"]]
@@ -355,7 +380,7 @@ def test_logout_by_code_logs_the_seated_user_out() -> None:
         "101",
         LogoutReason.USER_CODE,
     )
-    actions = flow.handle(CommandDone([]), NOW)
+    actions = flow.handle(CommandDone([logged_out()]), NOW)
     assert plays(actions) == [["de/logged-out"]]  # in the leaving user's language
     assert ends_call(actions)
 
@@ -406,3 +431,54 @@ def test_desk_names_are_spelled_letter_by_letter() -> None:
         "digit-1",
         "digit-2",
     ]
+
+
+# --- ledger answers that appended nothing -------------------------------------------------
+def test_a_pin_failure_the_ledger_did_not_record_ends_the_call_with_the_error_prompt() -> None:
+    flow = login_at_pin()
+    type_pin(flow, "9#")
+    flow.handle(PinChecked(ok=False), NOW)
+    actions = flow.handle(CommandDone([]), NOW)
+    assert plays(actions) == [["en/error"]]
+    assert ends_call(actions)
+
+
+def test_a_login_the_ledger_did_not_record_is_not_announced() -> None:
+    flow = login_at_pin()
+    type_pin(flow, "1234#")
+    flow.handle(PinChecked(ok=True), NOW)
+    actions = flow.handle(CommandDone([]), NOW)
+    assert plays(actions) == [["en/error"]]
+
+
+def test_logging_in_where_the_user_already_sits_is_announced_though_nothing_changed() -> None:
+    flow = login_at_pin(Facts(desk_user="100", user_desk="HD0001"))
+    type_pin(flow, "1234#")
+    flow.handle(PinChecked(ok=True), NOW)
+    actions = flow.handle(CommandDone([]), NOW)
+    assert plays(actions) == [["en/logged-in"]]
+
+
+def test_a_logout_the_ledger_did_not_record_is_not_announced() -> None:
+    flow = CallFlow(dial("logout", ""), DIRECTORY)
+    flow.start(NOW)
+    flow.handle(Facts(desk_user="101"), NOW)
+    actions = flow.handle(CommandDone([]), NOW)
+    assert plays(actions) == [["de/error"]]
+
+
+def test_command_ids_come_from_the_claim_not_the_phones_call_id() -> None:
+    first = login_at_pin()
+    second = CallFlow(dial(), DIRECTORY, claim_id="claim-2")
+    second.start(NOW)
+    second.handle(Facts(desk_user=None), NOW)
+    ids = []
+    for flow in (first, second):
+        type_pin(flow, "9#")
+        execute = only(flow.handle(PinChecked(ok=False), NOW), Execute)
+        assert isinstance(execute, Execute)
+        ids.append(execute.command.command_id)
+        assert execute.command.cause.call_id == "call-1"  # still traceable to the call
+    assert ids[0] != ids[1]
+    assert ids[1] == "ivr:claim-2:1"
+    assert "call-1" not in ids[0]

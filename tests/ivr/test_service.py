@@ -177,6 +177,7 @@ async def call(
     *,
     caller: str = "HD0001",
     via_key: bool = False,
+    call_id: str | None = None,
 ) -> Phone:
     global _calls
     _calls += 1
@@ -185,7 +186,7 @@ async def call(
     bridge = await IvrBridge.answer_call(
         nc=nc,
         edge_id=EDGE,
-        call_id=f"call-{_calls}@127.0.0.1",
+        call_id=call_id or f"call-{_calls}@127.0.0.1",
         send_bye=bye.set,
         offer=peer.offer(),
         local_host="127.0.0.1",
@@ -197,7 +198,12 @@ async def call(
     phone = Phone(bridge, peer, bye)
     listener = asyncio.create_task(phone.listen())
     bye_wait = asyncio.create_task(bye.wait())
-    bye_wait.add_done_callback(lambda _: (listener.cancel(), peer.close()))
+
+    def hung_up(_: object) -> None:
+        listener.cancel()
+        peer.close()
+
+    bye_wait.add_done_callback(hung_up)
     if dialled == "*77*5*":
         feature, argument = "logout", ""
     else:
@@ -224,7 +230,7 @@ async def test_login_with_the_right_pin_seats_the_user_and_hangs_up(
     await phone.hung_up()
     assert phone.heard == ["en/enter-pin", "en/logged-in"]
     events = await ledger_events(js, subjects.desk_ledger("HD0001"))
-    assert [(type(e), e.user) for e in events] == [(LoggedIn, "100")]  # type: ignore[union-attr]
+    assert [(type(e), e.user) for e in events] == [(LoggedIn, "100")]
     assert events[0].cause.call_id == phone.bridge.call_id
 
 
@@ -573,3 +579,21 @@ async def test_an_event_of_another_call_on_the_calls_subject_is_ignored(
     await phone.press(PIN + "#")
     await phone.hung_up()
     assert phone.heard[-1] == "en/logged-in"
+
+
+async def test_a_desk_reusing_a_call_id_still_gets_locked_out_by_wrong_pins(
+    nc: Client, js: JetStreamContext, router: IvrCommandRouter, ivr: None
+) -> None:
+    await run_ivr(nc, js, config(pin_max_failures=3), "ivr-1")
+    await wait_ivr_ready(nc)
+    for attempt in range(3):
+        phone = await call(nc, router, "*77*100*", call_id="reused@127.0.0.1")
+        await phone.hear("en/enter-pin")
+        await phone.press("9#")
+        if attempt < 2:
+            await phone.hear("en/pin-wrong")
+            await phone.bridge.on_bye()
+    await phone.hung_up()
+    assert phone.heard[-2:] == ["en/pin-wrong", "en/locked-out"]
+    user_events = await ledger_events(js, subjects.user_ledger("100"))
+    assert [type(e) for e in user_events] == [PinRejected] * 3 + [PinLockedOut]

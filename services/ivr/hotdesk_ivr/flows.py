@@ -21,6 +21,7 @@ desk-not-in-use; both hang up.
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -180,8 +181,14 @@ class CallFlow:
     :meth:`start`, then :meth:`handle` each input; carry out the returned actions in
     order. :attr:`finished` turns true once the flow has nothing more to do."""
 
-    def __init__(self, dialled: FeatureDialled, directory: Directory) -> None:
+    def __init__(
+        self, dialled: FeatureDialled, directory: Directory, *, claim_id: str | None = None
+    ) -> None:
         self.dialled = dialled
+        self.claim_id = claim_id or uuid.uuid4().hex
+        """Names this call's ledger commands. Generated when the IVR claims the call,
+        never taken from the phone's Call-ID: a phone may reuse a Call-ID, and the
+        ledger's dedupe window would then drop its commands as duplicates."""
         self.directory = directory
         self.policies = directory.policies
         self.stage = Stage.LOOKUP
@@ -219,9 +226,10 @@ class CallFlow:
         return actions
 
     def _command_id(self) -> str:
-        # Deterministic per call and step: a retried append dedupes on Nats-Msg-Id.
+        # Deterministic per claimed call and step: a retried append dedupes on
+        # Nats-Msg-Id, while another call reusing the Call-ID gets fresh ids.
         self._commands += 1
-        return f"ivr:{self.dialled.call_id}:{self._commands}"
+        return f"ivr:{self.claim_id}:{self._commands}"
 
     def _cause(self) -> Cause:
         actor = f"user:{self.user}" if self.user else f"desk:{self.desk}"
@@ -396,6 +404,10 @@ class CallFlow:
         ]
 
     def _on_command_done(self, events: list[LedgerEvent]) -> list[Action]:
+        if not events and not self._nothing_to_do():
+            # Nothing appended although the command had something to record: the
+            # ledger dropped it (e.g. as a duplicate). Announcing success would lie.
+            return self._end("error")
         if self.stage is Stage.RECORD_FAILURE:
             if any(isinstance(e, PinLockedOut) for e in events):
                 return self._end("pin-wrong", "locked-out")
@@ -408,6 +420,16 @@ class CallFlow:
         if self.stage is Stage.LOGOUT:
             return self._end("logged-out")
         return []
+
+    def _nothing_to_do(self) -> bool:
+        """Whether an empty answer to the last command is the ledger's idempotent
+        "already so": only a login of the user the flow saw seated at this desk."""
+        return (
+            self.stage is Stage.LOGIN
+            and self.facts is not None
+            and self.facts.desk_user is not None
+            and self.facts.desk_user == self.user
+        )
 
     def _on_command_failed(self, code: str) -> list[Action]:
         if self.stage not in (Stage.RECORD_FAILURE, Stage.LOGIN, Stage.LOGOUT):

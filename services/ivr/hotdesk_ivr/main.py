@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,7 +85,9 @@ class IvrCall:
         self.nc = nc
         self.ledger = ledger
         self.dialled = dialled
-        self.flow = flows.CallFlow(dialled, directory)
+        self.claim_id = uuid.uuid4().hex
+        """This IVR's own id for the call, for its ledger commands (see CallFlow)."""
+        self.flow = flows.CallFlow(dialled, directory, claim_id=self.claim_id)
         self.clock = clock
         self.inputs: asyncio.Queue[flows.FlowInput] = asyncio.Queue()
         self._timer: asyncio.TimerHandle | None = None
@@ -93,6 +96,7 @@ class IvrCall:
             "call_id": dialled.call_id,
             "desk": dialled.caller,
             "feature": dialled.feature,
+            "claim_id": self.claim_id,
         }
 
     def _log(self, level: int, message: str, **fields: object) -> None:
