@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 
 from hotdesk_contracts.directory import Config
 from hotdesk_runtime.context import ServiceContext
-from hotdesk_runtime.directory import DirectoryOwner, load_directory, watch_directory
+from hotdesk_runtime.directory import DirectoryOwner, DirectoryWatch, load_directory
 from hotdesk_runtime.health import HealthServer
 from hotdesk_runtime.nats import connect, ensure_jetstream
 
@@ -107,13 +107,20 @@ async def run_service(
     published = await load_directory(js)
     if published is not None:
         await ctx.set_directory(published)
-    watcher = asyncio.create_task(watch_directory(ctx))
+    directory_watch = DirectoryWatch(ctx)
+    watcher = asyncio.create_task(directory_watch.run())
     started = False
     health: HealthServer | None = None
     if config.telemetry.health_port:
+        # Not ready while the directory watch is down: reloads would not reach us.
         health = HealthServer(
             config.telemetry.health_port,
-            lambda: started and nc.is_connected and not ctx.stopping.is_set(),
+            lambda: (
+                started
+                and nc.is_connected
+                and directory_watch.watching
+                and not ctx.stopping.is_set()
+            ),
             metrics_app,
         )
         await health.start()

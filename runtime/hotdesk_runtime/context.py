@@ -45,8 +45,22 @@ class ServiceContext:
         self._listeners.append(listener)
 
     async def set_directory(self, new: Directory) -> None:
-        """Install a new directory revision and tell the listeners (runtime use)."""
+        """Install a new directory revision and tell the listeners (runtime use).
+
+        A listener that raises is logged and the others still run: one broken
+        listener must not keep the rest of the service on an old directory, nor stop
+        the watch that delivers later revisions.
+        """
         old = self.directory
         self._directory = new
         for listener in self._listeners:
-            await listener(old, new)
+            try:
+                await listener(old, new)
+            except Exception as exc:
+                self.log.exception(
+                    "directory listener failed; the others still ran",
+                    extra={
+                        "listener": getattr(listener, "__qualname__", repr(listener)),
+                        "error": str(exc),
+                    },
+                )

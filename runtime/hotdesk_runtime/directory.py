@@ -145,15 +145,20 @@ async def load_directory(js: JetStreamContext) -> Directory | None:
     return decode_directory(entry.value) if entry.value else None
 
 
-async def watch_directory(ctx: ServiceContext, poll: float = 1.0) -> None:
+async def watch_directory(
+    ctx: ServiceContext, poll: float = 1.0, on_watching: Callable[[], None] | None = None
+) -> None:
     """Install every directory revision into ``ctx`` until ``ctx.stopping`` is set.
 
     The current value arrives first, so a service started after the last reload still
     gets it. A value that does not decode is logged and skipped (the running directory
-    stays) rather than stopping the service.
+    stays) rather than stopping the service. ``on_watching`` is called once the watch
+    is established. Errors reaching NATS propagate: :class:`DirectoryWatch` restarts.
     """
     kv = await directory_bucket(ctx.js)
     watcher = await kv.watch(DIRECTORY_KEY)
+    if on_watching is not None:
+        on_watching()
     try:
         while not ctx.stopping.is_set():
             try:
@@ -176,6 +181,55 @@ async def watch_directory(ctx: ServiceContext, poll: float = 1.0) -> None:
     finally:
         with contextlib.suppress(Exception):
             await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+class DirectoryWatch:
+    """Keeps :func:`watch_directory` running: restarted with backoff when it fails.
+
+    ``watching`` is true only while a watch is established, so readiness can report a
+    service that no longer receives directory reloads.
+    """
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        *,
+        poll: float = 1.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.ctx = ctx
+        self.poll = poll
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.watching = False
+        self.failures = 0
+        """Watches that ended in an error since the process started."""
+
+    def _established(self) -> None:
+        self.watching = True
+
+    async def run(self) -> None:
+        """Watch until ``ctx.stopping`` is set, restarting after every failure."""
+        delay = self.backoff_initial
+        while not self.ctx.stopping.is_set():
+            try:
+                await watch_directory(self.ctx, self.poll, on_watching=self._established)
+            except Exception as exc:
+                was_watching, self.watching = self.watching, False
+                self.failures += 1
+                if was_watching:
+                    delay = self.backoff_initial
+                log.error(
+                    "directory watch failed; restarting",
+                    extra={"error": str(exc), "retry_in_seconds": delay},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.ctx.stopping.wait(), delay)
+                delay = min(delay * 2, self.backoff_max)
+            else:
+                self.watching = False
+        self.watching = False
 
 
 # --- reload ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import msgspec
+import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -15,6 +16,7 @@ from hotdesk_runtime.config import load_config
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.directory import (
     DirectoryOwner,
+    DirectoryWatch,
     decode_directory,
     encode_directory,
     load_directory,
@@ -94,6 +96,79 @@ async def test_services_install_each_published_revision(nc: Client, js: JetStrea
     assert ctx.directory == second
     ctx.stopping.set()
     await asyncio.wait_for(watcher, 10)
+
+
+def service_context(nc: Client, js: JetStreamContext) -> ServiceContext:
+    return ServiceContext(
+        name="ivr",
+        instance_id="test",
+        config=Config(),
+        config_path=None,
+        nc=nc,
+        js=js,
+        log=logging.getLogger("test"),
+    )
+
+
+async def test_a_failing_listener_stops_neither_the_others_nor_later_reloads(
+    nc: Client, js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ensure_jetstream(js)
+    ctx = service_context(nc, js)
+    seen: asyncio.Queue[Directory] = asyncio.Queue()
+
+    async def broken(_old: Directory, _new: Directory) -> None:
+        raise RuntimeError("listener bug")
+
+    async def listener(_old: Directory, new: Directory) -> None:
+        await seen.put(new)
+
+    ctx.on_directory_change(broken)
+    ctx.on_directory_change(listener)
+    watcher = asyncio.create_task(watch_directory(ctx, poll=0.2))
+    first = Directory(desks=[desk("HD0001", "0" * 12)])
+    second = Directory(desks=[desk("HD0002", "1" * 12)])
+    await publish_directory(js, first)
+    assert await asyncio.wait_for(seen.get(), 10) == first
+    await publish_directory(js, second)
+    assert await asyncio.wait_for(seen.get(), 10) == second
+    assert not watcher.done()
+    assert "listener bug" in caplog.text
+    ctx.stopping.set()
+    await asyncio.wait_for(watcher, 10)
+
+
+async def test_a_failed_directory_watch_is_restarted_and_not_watching_meanwhile(
+    nc: Client, js: JetStreamContext
+) -> None:
+    # No bucket yet: every watch attempt fails until it exists.
+    ctx = service_context(nc, js)
+    watch = DirectoryWatch(ctx, poll=0.2, backoff_initial=0.05, backoff_max=0.2)
+    task = asyncio.create_task(watch.run())
+    for _ in range(200):
+        if watch.failures >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert watch.failures >= 2
+    assert not watch.watching
+    assert not task.done()
+
+    await ensure_jetstream(js)
+    for _ in range(200):
+        if watch.watching:
+            break
+        await asyncio.sleep(0.05)
+    assert watch.watching
+    directory = Directory(desks=[desk("HD0009", "9" * 12)])
+    await publish_directory(js, directory)
+    for _ in range(200):
+        if ctx.directory == directory:
+            break
+        await asyncio.sleep(0.05)
+    assert ctx.directory == directory
+    ctx.stopping.set()
+    await asyncio.wait_for(task, 10)
+    assert not watch.watching
 
 
 async def test_reload_publishes_a_valid_file_and_reports_removed_desks(
