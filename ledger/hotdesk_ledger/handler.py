@@ -79,9 +79,14 @@ class Ledger:
 
     # --- reads --------------------------------------------------------------------------
     async def desk(self, desk: str) -> DeskState:
-        """The current state of ``desk`` (idle with ``last_seq`` 0 if never used)."""
-        events, seq = await self.store.load(subjects.desk_ledger(desk))
-        return desk_from_last(desk, events[-1] if events else None, seq)
+        """The current state of ``desk`` (idle with ``last_seq`` 0 if never used).
+
+        Reads the desk's last event only: seating events carry the desk's whole state.
+        """
+        last = await self.store.last(subjects.desk_ledger(desk))
+        if last is None:
+            return DeskState(desk=desk)
+        return desk_from_last(desk, last.event, last.seq)
 
     async def seats(self) -> dict[str, DeskState]:
         """Every desk that has a ledger, by desk name, from each desk's last event."""

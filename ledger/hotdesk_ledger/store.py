@@ -12,6 +12,11 @@ Reads use short-lived ephemeral pull consumers (memory storage, no acks) created
 filter subject: the consumer's ``num_pending`` at creation is a consistent snapshot, so
 a read fetches exactly that many messages and knows the last sequence it saw without
 racing later appends.
+
+A lookup reads only what the state needs: :meth:`EventStore.last` fetches one subject's
+last message with a single ``STREAM.MSG.GET`` (``last_by_subj``), which is all a desk
+needs (its last event carries its whole state). :attr:`EventStore.messages_read` counts
+every message fetched, so tests and metrics can see what a lookup costs.
 """
 
 from __future__ import annotations
@@ -84,6 +89,8 @@ class EventStore:
         self.js = js
         self.spec = spec
         self.stream = spec.name
+        self.messages_read = 0
+        """Messages fetched from the stream so far (by reads and last-message gets)."""
 
     async def ensure_stream(self) -> None:
         """Create the stream if it does not exist yet (idempotent, keeps what exists)."""
@@ -105,6 +112,17 @@ class EventStore:
         """
         stored = await self.read(subject)
         return [s.event for s in stored], (stored[-1].seq if stored else 0)
+
+    async def last(self, subject: str) -> StoredEvent | None:
+        """The last event on ``subject`` (``None`` if the subject has none): one message."""
+        try:
+            msg = await self.js.get_last_msg(self.stream, subject)
+        except NotFoundError:
+            return None
+        self.messages_read += 1
+        return StoredEvent(
+            seq=int(msg.seq or 0), subject=subject, event=decode_event(msg.data or b"")
+        )
 
     async def read(
         self,
@@ -145,6 +163,7 @@ class EventStore:
                             )
                         )
                     remaining -= len(msgs)
+                    self.messages_read += len(msgs)
             finally:
                 await sub.unsubscribe()
         finally:
