@@ -41,6 +41,7 @@ from hotdesk_contracts.events import (
 from .errors import (
     DeskChanged,
     DeskIdle,
+    DeskStateUnknown,
     NotLockedOut,
     SeatedElsewhere,
     UserLockedOut,
@@ -65,6 +66,9 @@ class DeskState(msgspec.Struct, frozen=True, kw_only=True):
     """Stream sequence of the last event on the desk's subject; 0 for a new desk.
 
     This is what an append passes as ``Nats-Expected-Last-Subject-Sequence``."""
+    unknown: bool = False
+    """The desk's last event could not be decoded: who sits there is unknown, and
+    :func:`decide_desk` refuses every command with :class:`DeskStateUnknown`."""
 
 
 class UserState(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,11 +110,14 @@ def decide_desk(state: DeskState, command: DeskCommand, now: datetime) -> list[D
     """Decide a seating command on one desk.
 
     Raises :class:`DeskChanged` when the desk is not held by whom the command expects,
-    :class:`DeskIdle` for a logout of an idle desk. A login by the user already sitting
+    :class:`DeskIdle` for a logout of an idle desk, :class:`DeskStateUnknown` when
+    the desk's last event could not be read. A login by the user already sitting
     there decides nothing (idempotent).
     """
     if command.desk != state.desk:
         raise WrongAggregate(f"command for desk {command.desk} given desk {state.desk}")
+    if state.unknown:
+        raise DeskStateUnknown(state.desk)
     event_id, cause, correlation = _event_id(command, 0), command.cause, command.correlation_id
     if isinstance(command, LogIn):
         if state.user == command.user:

@@ -66,6 +66,20 @@ class NotLockedOut(DomainError):
         self.user = user
 
 
+class DeskStateUnknown(DomainError):
+    """The desk's last ledger event cannot be read by this build (e.g. a newer version
+    wrote it during a rolling upgrade), so nobody can say who sits there."""
+
+    code = "desk_state_unknown"
+
+    def __init__(self, desk: str) -> None:
+        super().__init__(
+            f"desk {desk}'s last ledger event cannot be read by this version: "
+            "its state is unknown until every service is upgraded"
+        )
+        self.desk = desk
+
+
 class SeatedElsewhere(DomainError):
     """A login with ``move=False`` while the user sits at another desk."""
 

@@ -50,7 +50,7 @@ from .aggregates import (
     seats_to_leave,
 )
 from .errors import ConcurrencyConflict
-from .store import EventStore
+from .store import EventStore, UnreadableEvent
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,22 @@ class Ledger:
         last = await self.store.last(subjects.desk_ledger(desk))
         if last is None:
             return DeskState(desk=desk)
+        if isinstance(last, UnreadableEvent):
+            return DeskState(desk=desk, last_seq=last.seq, unknown=True)
         return desk_from_last(desk, last.event, last.seq)
 
     async def seats(self) -> dict[str, DeskState]:
-        """Every desk that has a ledger, by desk name, from each desk's last event."""
+        """Every desk that has a ledger, by desk name, from each desk's last event.
+
+        A desk whose last event this build cannot decode is listed with ``unknown``
+        set (and no user), rather than failing the whole lookup.
+        """
         out: dict[str, DeskState] = {}
-        for stored in (await self.store.last_per_subject(subjects.LEDGER_DESKS)).values():
+        for subject, stored in (await self.store.last_of_each(subjects.LEDGER_DESKS)).items():
+            if isinstance(stored, UnreadableEvent):
+                desk = subject.rsplit(".", 1)[-1]
+                out[desk] = DeskState(desk=desk, last_seq=stored.seq, unknown=True)
+                continue
             event = stored.event
             if isinstance(event, LoggedIn | LoggedOut | Roamed):
                 out[event.desk] = desk_from_last(event.desk, event, stored.seq)

@@ -17,6 +17,12 @@ A lookup reads only what the state needs: :meth:`EventStore.last` fetches one su
 last message with a single ``STREAM.MSG.GET`` (``last_by_subj``), which is all a desk
 needs (its last event carries its whole state). :attr:`EventStore.messages_read` counts
 every message fetched, so tests and metrics can see what a lookup costs.
+
+An event this build cannot decode (a newer version or enum value during a rolling
+upgrade) must not break every lookup: :meth:`EventStore.read` and :meth:`EventStore.load`
+skip it and log it, and :meth:`EventStore.last` / :meth:`EventStore.last_of_each`
+return it as an :class:`UnreadableEvent`, so the caller can treat that one aggregate as
+unknown while everything else keeps working.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from hotdesk_contracts import streams
-from hotdesk_contracts.codec import decode_event, encode_event
+from hotdesk_contracts.codec import EventDecodeError, decode_event, encode_event
 from hotdesk_contracts.events import LedgerEvent
 
 from .errors import ConcurrencyConflict
@@ -52,6 +58,15 @@ class StoredEvent:
     """Stream sequence (what ``Nats-Expected-Last-Subject-Sequence`` compares with)."""
     subject: str
     event: LedgerEvent
+
+
+@dataclass(frozen=True)
+class UnreadableEvent:
+    """A stored message this build cannot decode (e.g. written by a newer version)."""
+
+    seq: int
+    subject: str
+    error: str
 
 
 @dataclass(frozen=True)
@@ -113,16 +128,24 @@ class EventStore:
         stored = await self.read(subject)
         return [s.event for s in stored], (stored[-1].seq if stored else 0)
 
-    async def last(self, subject: str) -> StoredEvent | None:
+    async def last(self, subject: str) -> StoredEvent | UnreadableEvent | None:
         """The last event on ``subject`` (``None`` if the subject has none): one message."""
         try:
             msg = await self.js.get_last_msg(self.stream, subject)
         except NotFoundError:
             return None
         self.messages_read += 1
-        return StoredEvent(
-            seq=int(msg.seq or 0), subject=subject, event=decode_event(msg.data or b"")
-        )
+        return self._decode(int(msg.seq or 0), subject, msg.data or b"")
+
+    def _decode(self, seq: int, subject: str, data: bytes) -> StoredEvent | UnreadableEvent:
+        try:
+            return StoredEvent(seq=seq, subject=subject, event=decode_event(data))
+        except EventDecodeError as exc:
+            log.error(
+                "ledger event cannot be decoded by this build",
+                extra={"stream": self.stream, "subject": subject, "seq": seq, "error": str(exc)},
+            )
+            return UnreadableEvent(seq=seq, subject=subject, error=str(exc))
 
     async def read(
         self,
@@ -133,7 +156,18 @@ class EventStore:
 
         With ``DeliverPolicy.LAST_PER_SUBJECT`` and a wildcard filter this returns the
         last event of every matching subject (how the store finds who sits where).
+        Events this build cannot decode are logged and left out.
         """
+        out: list[StoredEvent] = []
+        for seq, subject, data in await self._read_raw(filter_subject, deliver_policy):
+            found = self._decode(seq, subject, data)
+            if isinstance(found, StoredEvent):
+                out.append(found)
+        return out
+
+    async def _read_raw(
+        self, filter_subject: str, deliver_policy: js_api.DeliverPolicy
+    ) -> list[tuple[int, str, bytes]]:
         config = js_api.ConsumerConfig(
             deliver_policy=deliver_policy,
             ack_policy=js_api.AckPolicy.NONE,
@@ -146,7 +180,7 @@ class EventStore:
         config.name = self.js._nc._nuid.next().decode()
         info = await self.js.add_consumer(self.stream, config)
         remaining = int(info.num_pending or 0)
-        out: list[StoredEvent] = []
+        out: list[tuple[int, str, bytes]] = []
         try:
             if remaining == 0:
                 return out
@@ -155,13 +189,7 @@ class EventStore:
                 while remaining > 0:
                     msgs = await sub.fetch(min(remaining, _FETCH_BATCH), timeout=5)
                     for msg in msgs:
-                        out.append(
-                            StoredEvent(
-                                seq=msg.metadata.sequence.stream,
-                                subject=msg.subject,
-                                event=decode_event(msg.data),
-                            )
-                        )
+                        out.append((msg.metadata.sequence.stream, msg.subject, msg.data))
                     remaining -= len(msgs)
                     self.messages_read += len(msgs)
             finally:
@@ -170,6 +198,11 @@ class EventStore:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_consumer(self.stream, config.name)
         return out
+
+    async def last_of_each(self, filter_subject: str) -> dict[str, StoredEvent | UnreadableEvent]:
+        """The last message of each subject matching ``filter_subject``, decoded or not."""
+        raw = await self._read_raw(filter_subject, js_api.DeliverPolicy.LAST_PER_SUBJECT)
+        return {subject: self._decode(seq, subject, data) for seq, subject, data in raw}
 
     async def last_per_subject(self, filter_subject: str) -> dict[str, StoredEvent]:
         """The last event of each subject matching the wildcard ``filter_subject``."""
