@@ -270,8 +270,10 @@ async def test_wrong_pins_across_calls_lock_the_user_out(
     await second.hung_up()
     assert second.heard == ["en/enter-pin", "en/pin-wrong", "en/locked-out"]
     third = await call(nc, router, "*77*100*")
+    await third.hear("en/enter-pin")
+    await third.press(PIN + "#")  # the right PIN, but the lockout holds: not even checked
     await third.hung_up()
-    assert third.heard == ["en/locked-out"]
+    assert third.heard == ["en/enter-pin", "en/locked-out"]
     user_events = await ledger_events(js, subjects.user_ledger("100"))
     assert [type(e) for e in user_events] == [PinRejected, PinRejected, PinLockedOut]
 
@@ -313,18 +315,20 @@ async def test_a_user_seated_elsewhere_presses_1_and_moves_here(
     await run_ivr(nc, js, config(), "ivr-1")
     await wait_ivr_ready(nc)
     phone = await call(nc, router, "*77*100*")
+    await phone.hear("en/enter-pin")
+    await phone.press(PIN + "#")
     await phone.hear("en/press-1-to-move")
     expected = [
+        "en/enter-pin",
         "en/logged-in-elsewhere",
         *(f"en/{p}" for p in spell_desk("HD0002")),
         "en/press-1-to-move",
     ]
     assert phone.heard == [p for i, p in enumerate(expected) if i == 0 or expected[i - 1] != p]
-    await phone.press("1")
-    await phone.hear("en/enter-pin")
     await asyncio.sleep(0.3)  # "1" again, from the same capture: a new key press
-    await phone.press(PIN + "#")
+    await phone.press("1")
     await phone.hung_up()
+    assert phone.heard[-1] == "en/logged-in"
     here = await ledger_events(js, subjects.desk_ledger("HD0001"))
     there = await ledger_events(js, subjects.desk_ledger("HD0002"))
     assert [type(e) for e in here] == [LoggedIn]
@@ -493,8 +497,10 @@ async def test_a_failing_ledger_plays_the_error_prompt_and_hangs_up(
     try:
         await nc.flush()
         phone = await call(nc, router, "*77*100*")
+        await phone.hear("en/enter-pin")
+        await phone.press(PIN + "#")
         await phone.hung_up()
-        assert phone.heard == ["en/error"]
+        assert phone.heard == ["en/enter-pin", "en/error"]
     finally:
         await ivr.close()
 
@@ -597,3 +603,25 @@ async def test_a_desk_reusing_a_call_id_still_gets_locked_out_by_wrong_pins(
     assert phone.heard[-2:] == ["en/pin-wrong", "en/locked-out"]
     user_events = await ledger_events(js, subjects.user_ledger("100"))
     assert [type(e) for e in user_events] == [PinRejected] * 3 + [PinLockedOut]
+
+
+@pytest.mark.parametrize("extension", ["100", "999"], ids=["known", "unknown"])
+async def test_a_wrong_pin_sounds_the_same_for_known_and_unknown_extensions(
+    nc: Client, js: JetStreamContext, router: IvrCommandRouter, ivr: None, extension: str
+) -> None:
+    await run_ivr(nc, js, config(), "ivr-1")
+    await wait_ivr_ready(nc)
+    phone = await call(nc, router, f"*77*{extension}*")
+    await phone.hear("en/enter-pin")
+    await phone.press("9#")
+    async with asyncio.timeout(10):
+        while len(phone.heard) < 3:
+            await asyncio.sleep(0.01)
+    await phone.bridge.on_bye()
+    assert phone.heard == ["en/enter-pin", "en/pin-wrong", "en/enter-pin"]
+
+
+def test_a_pin_checked_against_no_hash_is_never_right() -> None:
+    assert ivr_main.verify_pin(PIN, PIN_HASH)
+    assert not ivr_main.verify_pin(PIN, "")
+    assert not ivr_main.verify_pin("", "")

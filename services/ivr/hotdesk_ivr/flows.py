@@ -5,14 +5,24 @@ prompts, timer ticks, answers from the ledger) and answers with actions for the 
 to carry out (play prompts, hang up, check a PIN, read or write the ledger, arm the
 digit timer). It reads no clock and touches no network: ``now`` comes with each input.
 
-Login, ``*77*<ext>*``::
+Login, ``*77*<ext>*``: the PIN is asked first, for every extension, so that nothing a
+caller hears before a right PIN tells whether an extension exists, may log in, is locked
+out or sits elsewhere::
 
-    unknown extension ─────────────────────────────► unknown-extension, hang up
-    lookup ─► locked out ──────────────────────────► locked-out, hang up
-           ─► seated at another desk ─► "press 1" ─► 1: PIN (then LogIn move=True)
-           ─► PIN ─# / timeout─► verify ─► right ─► LogIn ─► logged-in, hang up
-                                          └► wrong ─► RecordPinFailure ─► pin-wrong, PIN again
-                                                      (3 tries per call; lockout → locked-out)
+    PIN ─# / timeout─► lookup ─► locked out ─────────────► locked-out, hang up (no verify)
+                              ─► verify ─► right ─► seated elsewhere ─► "press 1" ─► 1: LogIn(move)
+                                                 └► LogIn ─► logged-in, hang up
+                                         └► wrong ─► RecordPinFailure ─► pin-wrong, PIN again
+                                                     (3 tries per call; lockout → locked-out)
+
+An unknown extension, or one without a PIN, is asked for a PIN the same way and its
+PIN is checked against a dummy hash (so it takes as long) and always found wrong.
+Prompts before a right PIN are in the default language; the user's own language
+(which would betray the extension) is used from then on.
+
+A locked-out user is told so once they have typed a PIN, without it being checked:
+checking it would let a guesser go on guessing through the lockout, and a user who
+knows the right PIN deserves to hear why it does not work rather than "wrong PIN".
 
 Logout, ``*77*5*``: a user at the desk ─► LogOut ─► logged-out; an idle desk ─►
 desk-not-in-use; both hang up.
@@ -204,6 +214,9 @@ class CallFlow:
         self._commands = 0
         self._waiting_play: str | None = None
         """The prompt whose end arms the digit timer (the PIN or move question)."""
+        self._pin = ""
+        """The PIN typed, between the hash key and its check; never logged."""
+        self._user_language = DEFAULT_LANGUAGE
 
     @property
     def finished(self) -> bool:
@@ -261,14 +274,13 @@ class CallFlow:
         if self.dialled.feature != LOGIN:
             return self._end("error")
         extension = self.directory.extension(self.dialled.argument)
-        if extension is None:
-            return self._end("unknown-extension")
-        self.user = extension.number
-        self.language = extension.language or DEFAULT_LANGUAGE
-        if not extension.pin_hash:
-            return self._end("login-not-allowed")
-        self.pin_hash = extension.pin_hash
-        return [Lookup(desk=self.desk, user=self.user)]
+        if extension is not None and extension.pin_hash:
+            self.user = extension.number
+            self.pin_hash = extension.pin_hash
+            self._user_language = extension.language or DEFAULT_LANGUAGE
+        # Otherwise no user and an empty hash: the adapter checks the PIN against a
+        # dummy hash, which never matches, and the caller hears what a wrong PIN gets.
+        return self._ask_pin()
 
     def handle(self, event: FlowInput, now: datetime) -> list[Action]:
         """Advance the flow by one input."""
@@ -285,7 +297,7 @@ class CallFlow:
                 return [self._arm_timer()]
             return []
         if isinstance(event, Digit):
-            return self._on_digit(event.digit)
+            return self._on_digit(event.digit, now)
         if isinstance(event, DigitTimeout) and event.token == self.timer_token:
             return self._on_timeout()
         if isinstance(event, PinChecked) and self.stage is Stage.VERIFY:
@@ -318,24 +330,18 @@ class CallFlow:
                     )
                 )
             ]
-        if facts.locked_out:
+        # Login: a PIN has been typed.
+        if facts.locked_out and self.user is not None:
             return self._end("locked-out")
-        elsewhere = facts.user_desk is not None and facts.user_desk != self.desk
-        if elsewhere and self.policies.exclusive:
-            assert facts.user_desk is not None
-            self.stage = Stage.ASK_MOVE
-            play = self._play(
-                "logged-in-elsewhere", *spell_desk(facts.user_desk), "press-1-to-move"
-            )
-            self._waiting_play = play.play_id
-            return [play]
-        return self._ask_pin()
+        self.stage = Stage.VERIFY
+        pin, self._pin = self._pin, ""
+        return [VerifyPin(pin=pin, pin_hash=self.pin_hash)]
 
-    def _on_digit(self, digit: str) -> list[Action]:
+    def _on_digit(self, digit: str, now: datetime) -> list[Action]:
         if self.stage is Stage.ASK_MOVE:
             self._waiting_play = None
             if digit == "1":
-                return self._ask_pin()
+                return [CancelDigitTimer(), *self._log_in(now)]
             # Anything else: ask again (the caller may hang up instead, as told).
             play = self._play("press-1-to-move")
             self._waiting_play = play.play_id
@@ -365,13 +371,16 @@ class CallFlow:
         return self._ask_pin()
 
     def _submit_pin(self) -> list[Action]:
-        pin, self.digits = self.digits, ""
-        self.stage = Stage.VERIFY
-        return [CancelDigitTimer(), VerifyPin(pin=pin, pin_hash=self.pin_hash)]
+        # Read the ledger only now, for every extension alike, and afresh on each try.
+        self._pin, self.digits = self.digits, ""
+        self.stage = Stage.LOOKUP
+        return [CancelDigitTimer(), Lookup(desk=self.desk, user=self.user)]
 
     def _on_pin_checked(self, ok: bool, now: datetime) -> list[Action]:
-        assert self.user is not None
         assert self.facts is not None
+        if not ok and self.user is None:
+            return self._pin_wrong()  # nobody to record the failure against
+        assert self.user is not None
         if not ok:
             self.stage = Stage.RECORD_FAILURE
             return [
@@ -386,6 +395,21 @@ class CallFlow:
                     )
                 )
             ]
+        self.language = self._user_language
+        elsewhere = self.facts.user_desk is not None and self.facts.user_desk != self.desk
+        if elsewhere and self.policies.exclusive:
+            assert self.facts.user_desk is not None
+            self.stage = Stage.ASK_MOVE
+            play = self._play(
+                "logged-in-elsewhere", *spell_desk(self.facts.user_desk), "press-1-to-move"
+            )
+            self._waiting_play = play.play_id
+            return [play]
+        return self._log_in(now)
+
+    def _log_in(self, now: datetime) -> list[Action]:
+        assert self.user is not None
+        assert self.facts is not None
         self.stage = Stage.LOGIN
         elsewhere = self.facts.user_desk is not None and self.facts.user_desk != self.desk
         return [
@@ -403,6 +427,12 @@ class CallFlow:
             )
         ]
 
+    def _pin_wrong(self) -> list[Action]:
+        self.tries += 1
+        if self.tries >= self.policies.pin_tries_per_call:
+            return self._end("pin-wrong", "goodbye")
+        return self._ask_pin("pin-wrong")
+
     def _on_command_done(self, events: list[LedgerEvent]) -> list[Action]:
         if not events and not self._nothing_to_do():
             # Nothing appended although the command had something to record: the
@@ -411,10 +441,7 @@ class CallFlow:
         if self.stage is Stage.RECORD_FAILURE:
             if any(isinstance(e, PinLockedOut) for e in events):
                 return self._end("pin-wrong", "locked-out")
-            self.tries += 1
-            if self.tries >= self.policies.pin_tries_per_call:
-                return self._end("pin-wrong", "goodbye")
-            return self._ask_pin("pin-wrong")
+            return self._pin_wrong()
         if self.stage is Stage.LOGIN:
             return self._end("logged-in")
         if self.stage is Stage.LOGOUT:

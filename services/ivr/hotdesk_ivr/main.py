@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -58,12 +59,29 @@ class LedgerPort(Protocol):
     ) -> list[LedgerEvent]: ...
 
 
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    """An argon2 hash of a random secret, made with the same parameters as real ones."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_hex(16))
+    return _dummy_hash
+
+
 def verify_pin(pin: str, pin_hash: str) -> bool:
-    """Whether ``pin`` matches its argon2 hash (slow on purpose: run it in a thread)."""
+    """Whether ``pin`` matches its argon2 hash (slow on purpose: run it in a thread).
+
+    An empty ``pin_hash`` (an unknown extension, or one that may not log in) is checked
+    against a dummy hash and is never right: it takes as long as a real check, so the
+    time to "wrong PIN" does not tell whether the extension exists.
+    """
     try:
-        return _hasher.verify(pin_hash, pin)
+        ok = _hasher.verify(pin_hash or _dummy(), pin)
     except (VerificationError, InvalidHashError):
         return False
+    return ok and bool(pin_hash)
 
 
 def _now() -> datetime:
@@ -279,6 +297,7 @@ async def serve(ctx: ServiceContext) -> None:
         roots.append(Path(ctx.config.prompts_dir))
     installed = await prompts.install_bundled(ctx.js, roots=roots)
     ctx.log.info("prompt sets ready", extra={"installed": installed})
+    await asyncio.to_thread(_dummy)  # made now, so the first unknown extension waits no longer
     ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory)
     await ivr.start()
     try:
