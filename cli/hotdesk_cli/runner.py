@@ -119,6 +119,7 @@ async def run_service(
                 started
                 and nc.is_connected
                 and directory_watch.watching
+                and ctx.ready
                 and not ctx.stopping.is_set()
             ),
             metrics_app,

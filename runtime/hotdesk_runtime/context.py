@@ -35,6 +35,23 @@ class ServiceContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _directory: Directory | None = None
     _listeners: list[DirectoryListener] = field(default_factory=list)
+    _not_ready: set[str] = field(default_factory=set)
+
+    @property
+    def ready(self) -> bool:
+        """Whether every part of the service that reported readiness is working."""
+        return not self._not_ready
+
+    def set_ready(self, part: str, ready: bool) -> None:
+        """Report whether ``part`` (a consumer, a watch) works; ``/readyz`` follows."""
+        if ready:
+            self._not_ready.discard(part)
+        else:
+            self._not_ready.add(part)
+
+    def not_ready(self) -> list[str]:
+        """The parts that reported they are not working, sorted."""
+        return sorted(self._not_ready)
 
     @property
     def directory(self) -> Directory:

@@ -113,7 +113,7 @@ def test_malformed_authorization_is_a_typed_error(header: str) -> None:
 
 @given(
     user=st.text(
-        alphabet=st.characters(blacklist_characters='"\\\r\n', blacklist_categories=("Cs",)),
+        alphabet=st.characters(exclude_characters='"\\\r\n', exclude_categories=["Cs"]),
         min_size=1,
     ),
     uri=st.from_regex(r"/[a-zA-Z0-9._-]{1,30}", fullmatch=True),

@@ -43,6 +43,20 @@ def test_an_old_config_version_fetched_does_not_count() -> None:
     assert tracker.registered("HD0001", 3.0) == []
 
 
+def test_a_fetch_of_the_newest_rendered_version_counts_for_an_older_reprovision() -> None:
+    tracker = started()
+    tracker.notify_answered("HD0001", "r1", 200, 1, 1.0)
+    tracker.fetched("HD0001", "v3", 2.0, newest="v3")
+    assert tracker.registered("HD0001", 3.0) == [Confirmed("HD0001", "r1", "v2", 1)]
+
+
+def test_a_fetch_neither_wanted_nor_newest_does_not_count() -> None:
+    tracker = started()
+    tracker.notify_answered("HD0001", "r1", 200, 1, 1.0)
+    tracker.fetched("HD0001", "v1", 2.0, newest="v3")
+    assert tracker.registered("HD0001", 3.0) == []
+
+
 def test_fetch_overtaking_the_notify_answer_still_counts() -> None:
     tracker = started()
     tracker.fetched("HD0001", "v2", 0.5)

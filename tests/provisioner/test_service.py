@@ -114,7 +114,8 @@ async def outcome(js: JetStreamContext, desk: str) -> ProvisioningEvent:
         msg = await sub.next_msg(timeout=10)
     finally:
         await sub.unsubscribe()
-    return msgspec.json.decode(msg.data, type=ProvisioningEvent)
+    event: ProvisioningEvent = msgspec.json.decode(msg.data, type=ProvisioningEvent)
+    return event
 
 
 async def append(js: JetStreamContext, event: LoggedIn | LoggedOut) -> None:

@@ -35,6 +35,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from hotdesk_contracts import streams, subjects
 from hotdesk_contracts.codec import EventDecodeError, decode_event
 from hotdesk_contracts.commands import SendCheckSync
+from hotdesk_contracts.directory import Directory
 from hotdesk_contracts.events import LoggedIn, LoggedOut, Roamed
 from hotdesk_contracts.messages import (
     CheckSyncResult,
@@ -67,7 +68,7 @@ from .state import (
     open_bucket,
     shared_nonce_key,
 )
-from .vendors import DEFAULT_NOTIFY_EVENT, plugin
+from .vendors import DEFAULT_NOTIFY_EVENT, UnknownVendorError, plugin
 
 log = logging.getLogger("hotdesk.provisioner")
 
@@ -76,6 +77,9 @@ TRIGGER_CONSUMER = "hotdesk-provisioner-reprovision"
 
 LEDGER_REPLAY_SECONDS = 10.0
 """How long a starting replica waits to replay the desk ledger before it serves."""
+
+TRIGGERS_PART = "reprovision-triggers"
+"""The readiness part of the trigger consumer: not ready while its fetches fail."""
 
 _command_encoder = msgspec.json.Encoder()
 _registration_decoder = msgspec.json.Decoder(RegistrationChanged)
@@ -126,6 +130,10 @@ class Provisioner:
         self._store: ReprovisionStore | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.retry_initial_seconds = 0.5
+        """First delay before a failed trigger is redelivered or a failed fetch retried."""
+        self.retry_max_seconds = 30.0
+        ctx.on_directory_change(self._directory_changed)
 
     async def run(self) -> None:
         """Serve until ``ctx.stopping`` is set."""
@@ -171,9 +179,11 @@ class Provisioner:
                 lifespan="off",
             )
         )
+        consumer = asyncio.create_task(self._consume_triggers(triggers), name=TRIGGERS_PART)
+        consumer.add_done_callback(self._triggers_ended)
         workers = [
             asyncio.create_task(http.serve(), name="provisioning-http"),
-            asyncio.create_task(self._consume_triggers(triggers), name="reprovision-triggers"),
+            consumer,
             asyncio.create_task(self._drive(), name="reprovision-timers"),
         ]
         log.info(
@@ -210,21 +220,70 @@ class Provisioner:
 
     # --- triggers ---------------------------------------------------------------------
     async def _consume_triggers(self, sub: JetStreamContext.PullSubscription) -> None:
+        """Fetch ledger events until stopping; a failing fetch is retried with backoff
+        (the service reports not ready meanwhile) rather than ending the consumer."""
+        delay = self.retry_initial_seconds
+        self.ctx.set_ready(TRIGGERS_PART, True)
         while not self.ctx.stopping.is_set():
             try:
                 msgs = await sub.fetch(batch=64, timeout=1.0)
             except TimeoutError:
                 # nats-py raises its own TimeoutError or asyncio's, depending on where
                 # the wait ran out; both mean "nothing new".
+                self.ctx.set_ready(TRIGGERS_PART, True)
+                delay = self.retry_initial_seconds
                 continue
+            except Exception as exc:
+                self.ctx.set_ready(TRIGGERS_PART, False)
+                log.error(
+                    "reprovision trigger fetch failed; retrying",
+                    extra={"error": repr(exc), "retry_in_seconds": delay},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.ctx.stopping.wait(), delay)
+                delay = min(delay * 2, self.retry_max_seconds)
+                continue
+            self.ctx.set_ready(TRIGGERS_PART, True)
+            delay = self.retry_initial_seconds
             for msg in msgs:
-                try:
-                    await self._trigger(msg)
-                except Exception:
-                    # A desk that cannot be rendered (a vendor no plugin knows) must not
-                    # stop reprovisioning for every other desk.
-                    log.exception("reprovision trigger failed", extra={"subject": msg.subject})
-                await msg.ack()
+                await self._handle_trigger(msg)
+
+    def _triggers_ended(self, task: asyncio.Task[None]) -> None:
+        if not self.ctx.stopping.is_set():
+            # Should not happen (the loop catches everything), but if it does the
+            # service must not look healthy while no login reprovisions a phone.
+            self.ctx.set_ready(TRIGGERS_PART, False)
+            error = None if task.cancelled() else task.exception()
+            log.error("reprovision trigger consumer ended", extra={"error": repr(error)})
+
+    async def _handle_trigger(self, msg: Msg) -> None:
+        """Act on one ledger event: ack when done, term when it can never succeed
+        (a desk no plugin can render), nak with a growing delay on a transient error
+        (the state bucket or the bus failing) so JetStream redelivers it."""
+        try:
+            await self._trigger(msg)
+        except UnknownVendorError as exc:
+            log.error(
+                "reprovision trigger cannot succeed; dropped",
+                extra={"subject": msg.subject, "error": str(exc)},
+            )
+            await _settle(msg.term())
+            return
+        except Exception as exc:
+            attempts = msg.metadata.num_delivered or 1
+            delay = min(self.retry_initial_seconds * 2 ** (attempts - 1), self.retry_max_seconds)
+            log.warning(
+                "reprovision trigger failed; redelivered later",
+                extra={
+                    "subject": msg.subject,
+                    "error": repr(exc),
+                    "delivery": attempts,
+                    "retry_in_seconds": delay,
+                },
+            )
+            await _settle(msg.nak(delay=delay))
+            return
+        await _settle(msg.ack())
 
     async def _trigger(self, msg: Msg) -> None:
         try:
@@ -239,9 +298,14 @@ class Provisioner:
         self.seats.apply(event, msg.metadata.sequence.stream)
         await self.reprovision(event.desk)
 
-    async def reprovision(self, desk_name: str) -> None:
+    async def reprovision(self, desk_name: str, *, unless_version: bool = False) -> None:
         """Render the desk's newest state and start its reprovision (superseding any
-        other in flight for the desk, whichever replica started that one)."""
+        other in flight for the desk, whichever replica started that one).
+
+        With ``unless_version``, nothing starts when the reprovision in flight already
+        targets the newest version: every replica hears a directory change, and only
+        the first to write (compare-and-set) starts one.
+        """
         desk = self.ctx.directory.desk(desk_name)
         if desk is None:
             log.warning("ledger event for a desk not in the directory", extra={"desk": desk_name})
@@ -251,18 +315,64 @@ class Provisioner:
         event = plugin(vendor).notify_event if vendor else DEFAULT_NOTIFY_EVENT
         reprovision_id = uuid.uuid4().hex
         version = rendered.version if rendered is not None else ""
-        log.info(
-            "reprovision started",
-            extra={"desk": desk_name, "reprovision_id": reprovision_id, "config_version": version},
-        )
         tracker = ReprovisionTracker(self.settings)
         actions = tracker.start(desk_name, reprovision_id, version, event, time.time())
         started = tracker.get(desk_name)
         assert started is not None
+        store = self._require_store()
         async with self._lock(desk_name):
-            revision = await self._require_store().save(started, last=None)
+            if not unless_version:
+                revision = await store.save(started, last=None)
+            else:
+                for _ in range(CAS_ATTEMPTS):
+                    current, last = await store.load(desk_name)
+                    if current is not None and current.config_version == version:
+                        self._remember(desk_name, last, current)
+                        return
+                    try:
+                        revision = await store.save(started, last=last)
+                    except StateConflict:
+                        continue
+                    break
+                else:
+                    return
             self._remember(desk_name, revision, started)
+        log.info(
+            "reprovision started",
+            extra={"desk": desk_name, "reprovision_id": reprovision_id, "config_version": version},
+        )
         self._perform(actions)
+
+    async def _directory_changed(self, old: Directory, new: Directory) -> None:
+        """Reprovision every desk whose rendered files changed with the directory (a
+        user's name or BLF keys, a dial code, the desk's own settings)."""
+        changed: list[str] = []
+        for desk in new.desks:
+            try:
+                rendered = self.server.render_desk(desk)
+                if rendered is None:
+                    continue  # vendor not known yet: the phone's first fetch gets the news
+                before = old.desk(desk.name)
+                previous = self.server.render_desk(before, old) if before is not None else None
+            except Exception as exc:
+                # One desk that does not render must not keep the others on old files.
+                log.error(
+                    "desk not rendered after a directory change",
+                    extra={"desk": desk.name, "error": repr(exc)},
+                )
+                continue
+            if previous is None or previous.version != rendered.version:
+                changed.append(desk.name)
+        if changed:
+            log.info("directory change reprovisions desks", extra={"desks": len(changed)})
+        for name in changed:
+            try:
+                await self.reprovision(name, unless_version=True)
+            except Exception as exc:
+                log.error(
+                    "reprovision after a directory change failed",
+                    extra={"desk": name, "error": repr(exc)},
+                )
 
     # --- inputs -------------------------------------------------------------------------
     def _served(self, served: ServedFile) -> None:
@@ -291,7 +401,16 @@ class Provisioner:
             return
         if served.desk in self._in_flight:
             version, at = served.config_version, served.at.timestamp()
-            await self._step_logged(served.desk, lambda t, now: t.fetched(served.desk, version, at))
+            newest = self._newest_version(served.desk)
+            await self._step_logged(
+                served.desk, lambda t, now: t.fetched(served.desk, version, at, newest=newest)
+            )
+
+    def _newest_version(self, desk_name: str) -> str:
+        """The version the desk's files render to now ("" if unknown)."""
+        desk = self.ctx.directory.desk(desk_name)
+        rendered = self.server.render_desk(desk) if desk is not None else None
+        return rendered.version if rendered is not None else ""
 
     async def _registration(self, msg: Msg) -> None:
         try:
@@ -489,6 +608,14 @@ class Provisioner:
             log.info("reprovision confirmed", extra=extra)
         else:
             log.warning("reprovision failed", extra={**extra, "stage": action.stage})
+
+
+async def _settle(ack: Coroutine[Any, Any, None]) -> None:
+    """Ack, nak or term; if that fails the message comes back after the ack wait."""
+    try:
+        await ack
+    except Exception as exc:
+        log.warning("ledger event not settled", extra={"error": repr(exc)})
 
 
 def _copy(reprovision: Reprovision) -> Reprovision:

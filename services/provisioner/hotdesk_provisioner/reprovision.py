@@ -132,12 +132,20 @@ class ReprovisionTracker:
             return []
         return self._stuck(current, Stage.NOTIFY, now)
 
-    def fetched(self, desk: str, config_version: str, now: float) -> list[Action]:
-        """The desk fetched its files at ``config_version`` over HTTP."""
+    def fetched(
+        self, desk: str, config_version: str, now: float, *, newest: str = ""
+    ) -> list[Action]:
+        """The desk fetched its files at ``config_version`` over HTTP.
+
+        ``newest`` is the version the desk's files render to now: a fetch of it counts
+        even if the reprovision was started for an older one (the directory or the
+        seat changed again while it was in flight; the phone has the latest).
+        """
         current = self._active.get(desk)
         if current is None or current.stage is Stage.REGISTER:
             return []
-        if current.config_version and config_version != current.config_version:
+        wanted = {current.config_version, newest} - {""}
+        if current.config_version and config_version not in wanted:
             return []
         # A fetch may overtake the NOTIFY answer, or come from a desk that just booted.
         current.stage = Stage.REGISTER

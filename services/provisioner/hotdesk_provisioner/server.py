@@ -143,21 +143,29 @@ class ProvisioningServer:
         learned = self._learned.get(desk.name, ("", ""))
         return desk.vendor or learned[0], desk.model or learned[1]
 
-    def render_desk(self, desk: Desk) -> Rendered | None:
-        """The desk's files for its newest known state; ``None`` if its vendor is unknown."""
+    def render_desk(self, desk: Desk, directory: Directory | None = None) -> Rendered | None:
+        """The desk's files for its newest known state; ``None`` if its vendor is unknown.
+
+        With ``directory`` (an older revision), the files as they were under it, for
+        the seat held now (not cached).
+        """
         vendor, model = self.vendor_of(desk)
         if not vendor:
             return None
-        directory = self._current_directory()
+        current = self._current_directory()
         user = self.seats.user_at(desk.name)
         key = (desk.name, user, vendor, model)
-        cached = self._cache.get(key)
+        other = directory is not None and directory is not current
+        cached = None if other else self._cache.get(key)
         if cached is not None:
             return cached
-        seated = directory.extension(user) if user else None
+        source = directory if directory is not None else current
+        seated = source.extension(user) if user else None
         target = msgspec.structs.replace(desk, vendor=vendor, model=model)
-        files = render(target, directory, seated, self.sip, provisioning_url=self.provisioning_url)
+        files = render(target, source, seated, self.sip, provisioning_url=self.provisioning_url)
         rendered = Rendered(files=files, version=config_version(files))
+        if other:
+            return rendered
         if len(self._cache) > 50_000:
             self._cache.clear()
         self._cache[key] = rendered
