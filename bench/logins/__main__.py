@@ -36,6 +36,7 @@ import argon2
 import httpx
 import msgspec
 import nats
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from bench.register.sipp import SippCounts, SippError, parse_stat
@@ -82,6 +83,12 @@ class Observed:
     ledger_at: dict[str, datetime] = field(default_factory=dict)
     arrivals: list[float] = field(default_factory=list)
     """Harness monotonic time of each login event."""
+
+    async def subscribe(self, nc: NatsClient) -> None:
+        """Follow the edge's call events and the desks' ledger subjects on ``nc``."""
+        await nc.subscribe(subjects.EDGE_CALL_ALL, cb=self.on_call_event)
+        await nc.subscribe(subjects.LEDGER_DESKS, cb=self.on_ledger)
+        await nc.flush()
 
     async def on_call_event(self, msg: Msg) -> None:
         if not msg.subject.endswith(".dtmf"):
@@ -328,9 +335,7 @@ async def run_profile(
         observed = Observed()
         nc = await nats.connect(system.nats_url)
         try:
-            await nc.subscribe(subjects.EDGE_CALL_ALL, cb=observed.on_call_event)
-            await nc.subscribe(subjects.LEDGER_DESKS, cb=observed.on_ledger)
-            await nc.flush()
+            await observed.subscribe(nc)
             bench = Bench(system, observed, workdir, desks, users)
             steps: list[Step] = []
             best: float | None = None
