@@ -9,6 +9,21 @@ Event ids are derived from the command id (``<command_id>:<index>``, or
 ``<command_id>:leave:<desk>`` for an exclusive-policy logout elsewhere), so deciding the
 same command again yields the same ids and JetStream's ``Nats-Msg-Id`` dedupe makes a
 retried append idempotent.
+
+The lockout follows from ``PinRejected`` alone
+----------------------------------------------
+The failure that reaches ``pin_max_failures`` is appended as ``PinRejected`` followed by
+``PinLockedOut``: two publishes, and a process can die between them. So the lockout is
+not taken from ``PinLockedOut``: :func:`settle_lockout` derives it from the failures
+themselves (``pin_max_failures`` of them inside the window lock the user until the last
+one plus ``pin_lockout_seconds``), and every decision about a user settles the state
+first. ``PinLockedOut`` stays in the ledger as the readable announcement of the lockout
+(and still ends it early when cleared), but losing it cannot let a login through.
+
+JetStream's atomic batch publish (nats-server 2.12+) could store both in one go, but it
+needs ``allow_atomic`` on the ledger stream and refuses a retried batch (error 10201,
+duplicate message id) instead of acknowledging it as a duplicate; deriving the lockout
+keeps retries idempotent and works on any server.
 """
 
 from __future__ import annotations
@@ -177,6 +192,23 @@ def check_login_allowed(state: UserState, now: datetime) -> None:
         raise UserLockedOut(state.user, state.locked_until)
 
 
+def settle_lockout(state: UserState, policies: Policies) -> UserState:
+    """The user's state with a lockout their failures imply but no ``PinLockedOut`` states.
+
+    ``pin_max_failures`` counted failures (see :attr:`UserState.recent_failures`) lock
+    the user until the last of them plus ``pin_lockout_seconds``, exactly as the
+    ``PinLockedOut`` appended after them would; the failures are then spent, as
+    :func:`evolve_user` does for ``PinLockedOut``. A state that already holds its
+    lockout is returned unchanged.
+    """
+    if len(state.recent_failures) < policies.pin_max_failures:
+        return state
+    until = state.recent_failures[-1] + timedelta(seconds=policies.pin_lockout_seconds)
+    if state.locked_until is not None and state.locked_until > until:
+        until = state.locked_until
+    return msgspec.structs.replace(state, recent_failures=(), locked_until=until)
+
+
 def decide_user(
     state: UserState, command: UserCommand, now: datetime, policies: Policies
 ) -> list[UserEvent]:
@@ -189,6 +221,7 @@ def decide_user(
     """
     if command.user != state.user:
         raise WrongAggregate(f"command for user {command.user} given user {state.user}")
+    state = settle_lockout(state, policies)
     if isinstance(command, ClearPinLockout):
         if not state.locked_at(now):
             raise NotLockedOut(state.user)
@@ -312,7 +345,7 @@ def plan_login(
     """
     if command.user != user.user:
         raise WrongAggregate(f"login of {command.user} given user {user.user}")
-    check_login_allowed(user, now)
+    check_login_allowed(settle_lockout(user, policies), now)
     others = [s for desk, s in seats.items() if desk != target.desk and s.user == command.user]
     if policies.exclusive and others and not command.move:
         raise SeatedElsewhere(command.user, others[0].desk)

@@ -48,6 +48,7 @@ from .aggregates import (
     plan_login,
     replay,
     seats_to_leave,
+    settle_lockout,
 )
 from .errors import ConcurrencyConflict
 from .store import EventStore, UnreadableEvent
@@ -114,7 +115,8 @@ class Ledger:
     async def user(self, user: str, *, with_desk: bool = True) -> UserState:
         """The user's PIN state and, with ``with_desk``, the desk they sit at."""
         events, seq = await self.store.load(subjects.user_ledger(user))
-        state = replay(UserState(user=user), events)
+        # A lockout follows from the failures even if its PinLockedOut was never stored.
+        state = settle_lockout(replay(UserState(user=user), events), self.policies)
         desk = None
         if with_desk:
             held = await self.seats_of(user)
