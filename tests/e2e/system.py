@@ -1,5 +1,6 @@
 """The real hot-desk system in-process on free loopback ports: the sip-edge and the IVR
-services' ``serve(ctx)`` against the test's nats-server, and SIPp desks driving it."""
+services' ``serve(ctx)`` (and, when asked, the provisioner and presence) against the
+test's nats-server, and SIPp desks driving it."""
 
 from __future__ import annotations
 
@@ -7,20 +8,30 @@ import asyncio
 import functools
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from hotdesk_contracts import subjects
-from hotdesk_contracts.directory import Config, Desk, Extension, SipSettings
+from hotdesk_contracts.directory import (
+    Config,
+    Desk,
+    Extension,
+    HttpSettings,
+    ProvisioningSettings,
+    SipSettings,
+)
 from hotdesk_contracts.events import LedgerEvent
 from hotdesk_ivr import main as ivr_main
 from hotdesk_ivr import prompts
 from hotdesk_ledger.store import EventStore
+from hotdesk_presence import main as presence_main
+from hotdesk_provisioner import main as provisioner_main
 from hotdesk_runtime.config import hash_secret
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.nats import ensure_jetstream
@@ -83,6 +94,16 @@ class System:
     config: Config
     js: JetStreamContext
 
+    @property
+    def provisioning_url(self) -> str:
+        """The provisioning HTTP server's base URL (when the provisioner runs)."""
+        return f"http://127.0.0.1:{self.config.provisioning.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin API's base URL (when presence runs)."""
+        return f"http://127.0.0.1:{self.config.admin.port}"
+
     async def ledger(self, subject: str) -> list[LedgerEvent]:
         events, _ = await EventStore(self.js).load(subject)
         return list(events)
@@ -128,31 +149,80 @@ def _context(name: str, cfg: Config, nc: Client, js: JetStreamContext) -> Servic
     )
 
 
+PROVISIONER = "provisioner"
+PRESENCE = "presence"
+
+
+async def _http_answers(port: int) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port``."""
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise AssertionError(f"nothing listens on port {port}")
+
+
 @asynccontextmanager
 async def running_system(
-    nc: Client, js: JetStreamContext, rtp: tuple[int, int], *, logout_key_uri: str = ""
+    nc: Client,
+    js: JetStreamContext,
+    rtp: tuple[int, int],
+    *,
+    logout_key_uri: str = "",
+    extra: Sequence[str] = (),
+    configure: Callable[[Config], Config] | None = None,
 ) -> AsyncIterator[System]:
-    """The IVR and the edge, each its service's own ``serve(ctx)``, until the block ends."""
+    """The IVR and the edge, each its service's own ``serve(ctx)``, until the block ends.
+
+    ``extra`` adds :data:`PROVISIONER` and/or :data:`PRESENCE`, their HTTP servers on
+    free loopback ports; ``configure`` edits the configuration before anything starts
+    (the ports are already filled in)."""
     await ensure_jetstream(js)
     port = free_udp_port()
     cfg = config(port, rtp, logout_key_uri=logout_key_uri)
-    ivr_ctx = _context("ivr", cfg, nc, js)
-    edge_ctx = _context("sip-edge", cfg, nc, js)
-    ivr_task = asyncio.create_task(ivr_main.serve(ivr_ctx))
-    for _ in range(500):
-        if {r.state for r in await prompts.status(js)} == {prompts.OK}:
-            break
-        await asyncio.sleep(0.02)
-    edge_task = asyncio.create_task(edge_main.serve(edge_ctx))
+    cfg = msgspec.structs.replace(
+        cfg,
+        provisioning=ProvisioningSettings(listen="127.0.0.1", port=free_port()),
+        admin=HttpSettings(listen="127.0.0.1", port=free_port()),
+    )
+    if configure is not None:
+        cfg = configure(cfg)
+    contexts: list[ServiceContext] = []
+    tasks: list[asyncio.Task[None]] = []
     try:
+        ivr_ctx = _context("ivr", cfg, nc, js)
+        contexts.append(ivr_ctx)
+        tasks.append(asyncio.create_task(ivr_main.serve(ivr_ctx)))
+        for _ in range(500):
+            if {r.state for r in await prompts.status(js)} == {prompts.OK}:
+                break
+            await asyncio.sleep(0.02)
+        edge_ctx = _context("sip-edge", cfg, nc, js)
+        contexts.append(edge_ctx)
+        tasks.append(asyncio.create_task(edge_main.serve(edge_ctx)))
         await _edge_answers(port)
+        if PRESENCE in extra:
+            presence_ctx = _context(PRESENCE, cfg, nc, js)
+            contexts.append(presence_ctx)
+            tasks.append(asyncio.create_task(presence_main.serve(presence_ctx)))
+            await _http_answers(cfg.admin.port)
+        if PROVISIONER in extra:
+            provisioner_ctx = _context(PROVISIONER, cfg, nc, js)
+            contexts.append(provisioner_ctx)
+            tasks.append(asyncio.create_task(provisioner_main.serve(provisioner_ctx)))
+            await _http_answers(cfg.provisioning.port)
         await asyncio.sleep(0.2)  # the IVR's subscriptions are in place
         yield System(port, cfg, js)
     finally:
-        edge_ctx.stopping.set()
-        ivr_ctx.stopping.set()
-        await asyncio.wait_for(edge_task, 10)
-        await asyncio.wait_for(ivr_task, 10)
+        for ctx in reversed(contexts):
+            ctx.stopping.set()
+        for task in reversed(tasks):
+            await asyncio.wait_for(task, 10)
 
 
 INFO_STEP = """  <send retrans="500">
@@ -214,14 +284,23 @@ async def sipp_desk_call(
     name: str = "call",
     info: bool = False,
     transport: str = "u1",
+    contact_port: int | None = None,
 ) -> SippRun:
     """A SIPp desk registers, dials ``dial`` and types ``digits`` (over UDP, or TCP with
-    ``transport="t1"``); bounded by its own ``-timeout``."""
+    ``transport="t1"``); bounded by its own ``-timeout``. With ``contact_port`` the
+    REGISTER binds the desk to that loopback port instead of SIPp's own (where another
+    process plays the phone's SIP port: check-sync NOTIFYs and calls go there)."""
     text = (
         (SCENARIOS / "desk_call.xml")
         .read_text()
         .replace("@DIGITS@", digits_steps(digits, info=info))
     )
+    if contact_port is not None:
+        own = "Contact: <sip:[desk]@[local_ip]:[local_port]>\n      Expires: 60"
+        assert text.count(own) == 2, "desk_call.xml's REGISTER Contact changed"
+        text = text.replace(
+            own, f"Contact: <sip:[desk]@[local_ip]:{contact_port}>\n      Expires: 60"
+        )
     scenario = tmp / f"{name}.xml"
     scenario.write_text(text)
     log = tmp / f"{name}-messages.log"
