@@ -160,7 +160,6 @@ class SipEdge:
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
         self._invite_tx: set[tuple[str, str, str]] = set()
         self._resolved: dict[str, tuple[str, float]] = {}
-        self._secrets_from: Directory | None = directory()
         self._forget: dict[str, float] = {}
         self._timer_task: asyncio.Task[None] | None = None
         self.host = settings.advertised_host
@@ -268,20 +267,16 @@ class SipEdge:
     # --- receiving ---------------------------------------------------------------------
 
     def _follow_directory(self) -> None:
-        """Derive the nonce and route secrets from the directory in force, so every
-        replica with the same directory agrees on them, also after a reload."""
-        directory = self._directory()
-        if directory is self._secrets_from:
-            return
-        self._secrets_from = directory
-        secret = nonce_secret(directory, self.settings.realm)
+        """Derive the nonce and route secrets from the directory in force (checked once a
+        second), so every replica with the same directory agrees on them, also after a
+        reload."""
+        secret = nonce_secret(self._directory(), self.settings.realm)
         self.auth.rotate(secret)
         if self.proxy is not None:
             self.proxy.rotate_route_secret(_route_secret(secret))
 
     async def _on_message(self, message: SipRequest | SipResponse, source: Source) -> None:
         assert self.proxy is not None
-        self._follow_directory()
         if isinstance(message, SipResponse):
             branch = ""
             with contextlib.suppress(HeaderError, IndexError):
@@ -399,6 +394,8 @@ class SipEdge:
                 # Retransmission timers every tick; the sweep of every server
                 # transaction (Timer J/K-style clean-up) once a second.
                 self._run_timers(self._clock(), full=ticks % 20 == 0)
+                if ticks % 20 == 0:
+                    self._follow_directory()
                 if ticks % 10 == 0:
                     await self.registrar.sweep(self._clock())
             except Exception:

@@ -99,3 +99,13 @@ def test_non_invite_server_answers_retransmissions_from_its_cache() -> None:
 def test_ack_matches_the_invite_server_transaction_key() -> None:
     assert server_key("z9hG4bKx", "h:5060", "ACK") == server_key("z9hG4bKx", "h:5060", "INVITE")
     assert server_key("z9hG4bKx", "h:5060", "CANCEL") != server_key("z9hG4bKx", "h:5060", "INVITE")
+
+
+def test_invite_server_absorbs_retransmissions_after_a_2xx_until_timer_l() -> None:
+    tx = ServerTransaction("INVITE", 0.0, reliable=False)
+    tx.respond(100, b"100", 0.0)
+    tx.respond(200, b"200", 1.0)
+    assert _state(tx) is State.ACCEPTED
+    assert tx.retransmission() is None
+    _run(tx, 1.0 + 64 * T1)
+    assert _state(tx) is State.TERMINATED

@@ -27,6 +27,9 @@ class State(enum.Enum):
     TRYING = "trying"
     PROCEEDING = "proceeding"
     COMPLETED = "completed"
+    ACCEPTED = "accepted"
+    """RFC 6026 §7.1: an INVITE server transaction after a 2xx, absorbing
+    retransmissions of the INVITE until Timer L."""
     CONFIRMED = "confirmed"
     TERMINATED = "terminated"
 
@@ -142,15 +145,20 @@ class ServerTransaction:
 
     def respond(self, status: int, data: bytes, now: float) -> None:
         """The TU sends a response (already on the wire; remembered for retransmissions)."""
-        if self.state in (State.COMPLETED, State.CONFIRMED, State.TERMINATED):
+        if self.state is State.ACCEPTED and 200 <= status < 300:
+            self.last_response = data  # a 2xx retransmission passing through
+            return
+        if self.state in (State.COMPLETED, State.ACCEPTED, State.CONFIRMED, State.TERMINATED):
             return
         self.last_response = data
         if status < 200:
             self.state = State.PROCEEDING
             return
         if self.invite and status < 300:
-            # 2xx: the TU (or the UAS end to end) owns retransmissions (§17.2.1).
-            self.state = State.TERMINATED
+            # 2xx: the UAS end to end owns retransmissions (§17.2.1); the transaction
+            # stays to absorb INVITE retransmissions until Timer L (RFC 6026 §8.7).
+            self.state = State.ACCEPTED
+            self._end_at = now + 64 * T1
             return
         self.state = State.COMPLETED
         if self.invite:
@@ -162,7 +170,7 @@ class ServerTransaction:
 
     def retransmission(self) -> bytes | None:
         """The request came again: the bytes to answer it with (None: absorb it)."""
-        if self.state is State.TRYING:
+        if self.state in (State.TRYING, State.ACCEPTED):
             return None
         if self.state in (State.PROCEEDING, State.COMPLETED):
             return self.last_response
