@@ -23,8 +23,9 @@ event touches, and how one event changes one key's value (``apply``, pure). The
 
 :meth:`ProjectionRunner.rebuild` deletes the consumer, the bucket's contents and the
 checkpoint, then replays the ledger from the start, reporting progress to a callback.
-Read a model with :meth:`ProjectionRunner.get` / :meth:`ProjectionRunner.items`, or
-decode the KV entries yourself with :func:`decode_stored`.
+Read a model with :meth:`ProjectionRunner.get` / :meth:`ProjectionRunner.items` (one
+consistent snapshot of the bucket, see :mod:`.snapshot`), or decode the KV entries
+yourself with :func:`decode_stored`.
 
 A bucket belongs to exactly one projection (rebuild empties it).
 """
@@ -50,7 +51,6 @@ from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
     NotFoundError,
 )
 from nats.js.errors import Error as JetStreamError
@@ -61,6 +61,7 @@ from hotdesk_contracts.codec import EventDecodeError, decode_event
 from hotdesk_contracts.events import LedgerEvent
 
 from .pull import Delivery, PullConnectionError, RawPull
+from .snapshot import read_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -510,16 +511,23 @@ class ProjectionRunner(Generic[T]):
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def catch_up(self, progress: Progress | None = None) -> int:
-        """Apply batches until nothing is pending; return how many events were applied.
+        """Apply batches until the ledger as it was at the call is applied; return how
+        many events were applied.
 
-        Events delivered to a runner that died are redelivered after ``ack_wait``, so
-        this waits for them too.
+        The goal is the stream's last sequence when the call starts, and progress is
+        the consumer's ack floor; neither depends on when the server has counted a
+        fresh consumer's backlog (its ``num_pending``), which the runner no longer
+        relies on. Events delivered to a runner that died are redelivered after
+        ``ack_wait``, so this waits for them too.
         """
         await self.start()
+        target = int((await self.js.stream_info(self.stream)).state.last_seq)
         applied = 0
         total = 0
         while True:
-            remaining = await self.pending()
+            info = await self.js.consumer_info(self.stream, self.consumer)
+            floor = int(info.ack_floor.stream_seq) if info.ack_floor else 0
+            remaining = max(target - floor, 0)
             total = max(total, applied + remaining)
             if progress:
                 progress(applied, total)
@@ -575,19 +583,28 @@ class ProjectionRunner(Generic[T]):
         return entry.stored.value if entry.stored is not None else None
 
     async def items(self) -> dict[str, T]:
-        """The whole read model (keys with a value)."""
+        """The whole read model (keys with a value); empty for an empty bucket.
+
+        One consistent snapshot of the bucket's stream (last entry per key, see
+        :mod:`.snapshot`), not nats-py's ``keys()``, whose end-of-keys check races
+        the deliveries of a fresh watcher.
+        """
         if self._kv is None:
             await self.start()
-        assert self._kv is not None
-        try:
-            keys = await self._kv.keys()
-        except (NoKeysError, NotFoundError):
-            return {}
+        bucket = self.projection.bucket
+        prefix = f"$KV.{bucket}."
+        msgs = await read_snapshot(
+            self.js, f"KV_{bucket}", prefix + ">", js_api.DeliverPolicy.LAST_PER_SUBJECT
+        )
         out: dict[str, T] = {}
-        for key in keys:
-            value = await self.get(key)
-            if value is not None:
-                out[key] = value
+        for msg in msgs:
+            if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+                continue
+            if not msg.data:
+                continue
+            stored = self._decoder.decode(msg.data)
+            if stored.value is not None:
+                out[msg.subject[len(prefix) :]] = stored.value
         return out
 
     async def checkpoint(self) -> int:

@@ -8,10 +8,10 @@ moved on, which becomes :class:`~hotdesk_ledger.errors.ConcurrencyConflict`; a m
 id seen inside the stream's duplicate window is acknowledged as a duplicate and stored
 nothing.
 
-Reads use short-lived ephemeral pull consumers (memory storage, no acks) created with a
-filter subject: the consumer's ``num_pending`` at creation is a consistent snapshot, so
-a read fetches exactly that many messages and knows the last sequence it saw without
-racing later appends.
+Reads of many messages use short-lived ephemeral pull consumers (see :mod:`.snapshot`):
+the consumer's ``num_pending`` at creation is a consistent snapshot, so a read fetches
+exactly that many messages and knows the last sequence it saw without racing later
+appends.
 
 A lookup reads only what the state needs: :meth:`EventStore.last` fetches one subject's
 last message with a single ``STREAM.MSG.GET`` (``last_by_subj``), which is all a desk
@@ -27,7 +27,6 @@ unknown while everything else keeps working.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,13 +40,12 @@ from hotdesk_contracts.codec import EventDecodeError, decode_event, encode_event
 from hotdesk_contracts.events import LedgerEvent
 
 from .errors import ConcurrencyConflict
+from .snapshot import read_snapshot
 
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071
 """JetStream API error code: ``Nats-Expected-Last-Subject-Sequence`` did not match."""
-
-_FETCH_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -168,36 +166,9 @@ class EventStore:
     async def _read_raw(
         self, filter_subject: str, deliver_policy: js_api.DeliverPolicy
     ) -> list[tuple[int, str, bytes]]:
-        config = js_api.ConsumerConfig(
-            deliver_policy=deliver_policy,
-            ack_policy=js_api.AckPolicy.NONE,
-            filter_subject=filter_subject,
-            mem_storage=True,
-            num_replicas=1,
-            # A reader that dies leaves no consumer behind for long.
-            inactive_threshold=30.0,
-        )
-        config.name = self.js._nc._nuid.next().decode()
-        info = await self.js.add_consumer(self.stream, config)
-        remaining = int(info.num_pending or 0)
-        out: list[tuple[int, str, bytes]] = []
-        try:
-            if remaining == 0:
-                return out
-            sub = await self.js.pull_subscribe_bind(stream=self.stream, name=config.name)
-            try:
-                while remaining > 0:
-                    msgs = await sub.fetch(min(remaining, _FETCH_BATCH), timeout=5)
-                    for msg in msgs:
-                        out.append((msg.metadata.sequence.stream, msg.subject, msg.data))
-                    remaining -= len(msgs)
-                    self.messages_read += len(msgs)
-            finally:
-                await sub.unsubscribe()
-        finally:
-            with contextlib.suppress(NotFoundError):
-                await self.js.delete_consumer(self.stream, config.name)
-        return out
+        msgs = await read_snapshot(self.js, self.stream, filter_subject, deliver_policy)
+        self.messages_read += len(msgs)
+        return [(m.metadata.sequence.stream, m.subject, m.data) for m in msgs]
 
     async def last_of_each(self, filter_subject: str) -> dict[str, StoredEvent | UnreadableEvent]:
         """The last message of each subject matching ``filter_subject``, decoded or not."""
