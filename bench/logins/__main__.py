@@ -63,7 +63,7 @@ from .system import RunningSystem, SystemUnavailable, running
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 RATES = (5, 10, 15, 20, 30, 40, 50, 75)
-STEP_SECONDS = 10
+STEP_SECONDS = 15
 FINAL_SECONDS = 60
 DESKS = 500
 PIN = "2468"
@@ -73,6 +73,7 @@ CISCO_EM_PER_MINUTE = 75.0
 """Cisco Extension Mobility, the best-known commercial figure: ~75 logins/min/node."""
 JITTER_METRIC = "hotdesk_rtp_send_jitter_seconds"
 MIN_ACHIEVED_RATIO = 0.9
+FINAL_ATTEMPTS = 2
 
 
 @dataclass
@@ -352,14 +353,29 @@ async def run_profile(
                 out["final"] = None
                 out["note"] = "no rate step held"
                 return out
-            final = await bench.step(best, args.final, "final")
-            print(("   final held   " if final.held else "   final FAILED ") + describe(final))
-            total_ms = sum(final.cpu_ms_per_login.values())
-            ivr_ms = final.cpu_ms_per_login["ivr"]
-            out["final"] = step_json(final) | {
-                "argon2_share_of_ivr_cpu": round(argon2_ms / ivr_ms, 2) if ivr_ms else None,
-                "argon2_share_of_all_cpu": round(argon2_ms / total_ms, 2) if total_ms else None,
-            }
+            # A short step can hold where a sustained run does not (queues fill over a
+            # minute): a final that fails is tried once more at the next lower rate.
+            held = sorted({s.offered_per_second for s in steps if s.held}, reverse=True)
+            finals: list[dict[str, Any]] = []
+            for rate in held[:FINAL_ATTEMPTS]:
+                final = await bench.step(rate, args.final, f"final-{rate:g}")
+                print(("   final held   " if final.held else "   final FAILED ") + describe(final))
+                total_ms = sum(final.cpu_ms_per_login.values())
+                ivr_ms = final.cpu_ms_per_login["ivr"]
+                finals.append(
+                    step_json(final)
+                    | {
+                        "argon2_share_of_ivr_cpu": round(argon2_ms / ivr_ms, 2) if ivr_ms else None,
+                        "argon2_share_of_all_cpu": (
+                            round(argon2_ms / total_ms, 2) if total_ms else None
+                        ),
+                    }
+                )
+                if final.held:
+                    break
+                await asyncio.sleep(5)  # the failed run's calls end before the next
+            out["final"] = finals[-1]
+            out["finals_tried"] = finals
         finally:
             await nc.close()
     return out
