@@ -32,7 +32,7 @@ from hotdesk_contracts.events import (
     PinRejected,
     Roamed,
 )
-from hotdesk_contracts.messages import CallEnded, PromptsPlayed
+from hotdesk_contracts.messages import CallEnded, FeatureDialled, PromptsPlayed
 from hotdesk_ivr import main as ivr_main
 from hotdesk_ivr.flows import spell_desk
 from hotdesk_ledger.handler import Ledger
@@ -625,3 +625,39 @@ def test_a_pin_checked_against_no_hash_is_never_right() -> None:
     assert ivr_main.verify_pin(PIN, PIN_HASH)
     assert not ivr_main.verify_pin(PIN, "")
     assert not ivr_main.verify_pin("", "")
+
+
+async def test_a_new_dial_reusing_a_followed_calls_call_id_replaces_that_call(
+    nc: Client,
+) -> None:
+    ivr = ivr_main.Ivr(nc, BrokenLedger(), lambda: config().directory())  # type: ignore[arg-type]
+    await ivr.start()
+    first = FeatureDialled(
+        at=datetime(2026, 11, 25, 9, 0, tzinfo=UTC),
+        origin=EDGE,
+        call_id="reused@127.0.0.1",
+        caller="HD0001",
+        dialled="*77*100*",
+        feature="login",
+        argument="100",
+    )
+    try:
+        await nc.publish(subjects.edge_dial("HD0001"), msgspec.json.encode(first))
+        async with asyncio.timeout(5):
+            while first.call_id not in ivr.calls:
+                await asyncio.sleep(0.01)
+        old = ivr.calls[first.call_id]
+        await nc.publish(subjects.edge_dial("HD0001"), msgspec.json.encode(first))
+        await nc.flush()
+        await asyncio.sleep(0.1)
+        assert ivr.calls[first.call_id] is old  # the same dial event again: ignored
+        second = msgspec.structs.replace(first, at=datetime(2026, 11, 25, 9, 1, tzinfo=UTC))
+        await nc.publish(subjects.edge_dial("HD0001"), msgspec.json.encode(second))
+        async with asyncio.timeout(5):
+            while ivr.calls.get(first.call_id) is old:
+                await asyncio.sleep(0.01)
+        await asyncio.gather(old, return_exceptions=True)
+        assert old.cancelled()
+        assert not ivr.calls[first.call_id].done()
+    finally:
+        await ivr.close()

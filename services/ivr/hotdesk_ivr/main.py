@@ -254,6 +254,7 @@ class Ivr:
         self.ledger = ledger
         self.directory = directory
         self.calls: dict[str, asyncio.Task[None]] = {}
+        self._dialled: dict[str, FeatureDialled] = {}
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -267,12 +268,24 @@ class Ivr:
         except msgspec.ValidationError as exc:
             log.error("undecodable dial event", extra={"error": str(exc)})
             return
-        if dialled.call_id in self.calls:
-            return
+        running = self.calls.get(dialled.call_id)
+        if running is not None:
+            if self._dialled.get(dialled.call_id) == dialled:
+                return  # the same dial event twice
+            # A new call reusing the Call-ID: the edge holds one dialog per Call-ID, so
+            # the call we still follow is over even if its end has not reached us yet.
+            running.cancel()
         call = IvrCall(nc=self.nc, ledger=self.ledger, dialled=dialled, directory=self.directory())
         task = asyncio.create_task(call.run())
         self.calls[dialled.call_id] = task
-        task.add_done_callback(lambda _: self.calls.pop(dialled.call_id, None))
+        self._dialled[dialled.call_id] = dialled
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self.calls.get(dialled.call_id) is done:
+                del self.calls[dialled.call_id]
+                self._dialled.pop(dialled.call_id, None)
+
+        task.add_done_callback(forget)
 
     async def close(self) -> None:
         if self._sub is not None:
@@ -297,9 +310,9 @@ async def serve(ctx: ServiceContext) -> None:
         roots.append(Path(ctx.config.prompts_dir))
     installed = await prompts.install_bundled(ctx.js, roots=roots)
     ctx.log.info("prompt sets ready", extra={"installed": installed})
-    await asyncio.to_thread(_dummy)  # made now, so the first unknown extension waits no longer
     ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory)
     await ivr.start()
+    await asyncio.to_thread(_dummy)  # made now, so the first unknown extension waits no longer
     try:
         await ctx.stopping.wait()
     finally:
