@@ -23,6 +23,9 @@ event touches, and how one event changes one key's value (``apply``, pure). The
 
 :meth:`ProjectionRunner.rebuild` deletes the consumer, the bucket's contents and the
 checkpoint, then replays the ledger from the start, reporting progress to a callback.
+It is refused (:class:`ProjectionBusy`) while other runners use the consumer: a replica
+mid-batch would write keys into the emptied bucket with its batch's sequence, and the
+replay would skip everything up to it for those keys.
 Read a model with :meth:`ProjectionRunner.get` / :meth:`ProjectionRunner.items` (one
 consistent snapshot of the bucket, see :mod:`.snapshot`), or decode the KV entries
 yourself with :func:`decode_stored`.
@@ -163,6 +166,26 @@ def stream_seq(reply: str) -> int:
 
 class ProjectionError(Exception):
     """The runner could not make progress (e.g. a key kept changing under it)."""
+
+
+class ProjectionBusy(ProjectionError):
+    """A rebuild was refused because other runners are using the projection's consumer.
+
+    A replica in the middle of a batch would write keys into the emptied bucket with
+    its batch's sequence, and the replay would then skip everything before it for
+    those keys: stop every replica of the projection, then rebuild.
+    """
+
+    def __init__(self, projection: str, waiting: int, in_flight: int) -> None:
+        super().__init__(
+            f"projection {projection} is in use: {waiting} pull request(s) waiting and"
+            f" {in_flight} event(s) delivered but not acknowledged; stop its other"
+            " runners before rebuilding (a batch left by a runner that died is"
+            " redelivered after ack_wait)"
+        )
+        self.projection = projection
+        self.waiting = waiting
+        self.in_flight = in_flight
 
 
 _RETRYABLE = (
@@ -557,13 +580,19 @@ class ProjectionRunner(Generic[T]):
                     await asyncio.wait_for(stopping.wait(), 0.5)
         await self.stop()
 
-    async def rebuild(self, progress: Progress | None = None) -> int:
+    async def rebuild(self, progress: Progress | None = None, *, idle_timeout: float = 0.0) -> int:
         """Forget the read model and replay the ledger from the start.
 
-        Deletes the durable consumer, purges the bucket and the checkpoint, recreates
-        the consumer and catches up. Returns the number of events applied.
+        Refused with :class:`ProjectionBusy` while other runners use the durable
+        consumer: the consumer must show no waiting pull request and nothing in
+        flight for ``fetch_wait`` + 0.5 s (a running replica pulls again within that
+        time), waiting at most ``idle_timeout`` seconds (default: three such
+        periods) for that quiet stretch. Then deletes the durable consumer, purges the
+        bucket and the checkpoint, recreates the consumer and catches up. Returns the
+        number of events applied.
         """
         await self.start()
+        await self._wait_until_unused(idle_timeout or 3 * (self.fetch_wait + 0.5))
         with contextlib.suppress(NotFoundError):
             await self.js.delete_consumer(self.stream, self.consumer)
         await self.js.purge_stream(f"KV_{self.projection.bucket}")
@@ -573,6 +602,26 @@ class ProjectionRunner(Generic[T]):
         self._cache.clear()
         await self._ensure_consumer()
         return await self.catch_up(progress)
+
+    async def _wait_until_unused(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        quiet_for = self.fetch_wait + 0.5
+        start = quiet_since = loop.time()
+        while True:
+            try:
+                info = await self.js.consumer_info(self.stream, self.consumer)
+            except NotFoundError:
+                return
+            now = loop.time()
+            waiting = int(info.num_waiting or 0)
+            in_flight = int(info.num_ack_pending or 0)
+            if waiting or in_flight:
+                quiet_since = now
+                if now - start >= timeout:
+                    raise ProjectionBusy(self.projection.name, waiting, in_flight)
+            elif now - quiet_since >= quiet_for:
+                return
+            await asyncio.sleep(0.1)
 
     # --- reading ------------------------------------------------------------------------
     async def get(self, key: str) -> T | None:
