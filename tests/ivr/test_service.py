@@ -661,3 +661,70 @@ async def test_a_new_dial_reusing_a_followed_calls_call_id_replaces_that_call(
         assert not ivr.calls[first.call_id].done()
     finally:
         await ivr.close()
+
+
+async def test_a_caller_the_ivr_stops_answering_hears_the_error_prompt_and_is_hung_up(
+    nc: Client, router: IvrCommandRouter
+) -> None:
+    peer = await RtpPeer().start()
+    bye = asyncio.Event()
+    bridge = await IvrBridge.answer_call(
+        nc=nc,
+        edge_id=EDGE,
+        call_id="abandoned",
+        send_bye=bye.set,
+        offer=peer.offer(),
+        local_host="127.0.0.1",
+        port_range=PORTS,
+        prompts=DictPrompts(),
+        media_timeout=30.0,
+        ivr_silence_seconds=0.5,
+    )
+    phone = Phone(bridge, peer, bye)
+    listener = asyncio.create_task(phone.listen())
+    router.add(bridge)
+    try:
+        await bridge.start(caller="HD0001", dialled="*77*100*", feature="login", argument="100")
+        # The IVR claims the call, asks for the PIN, and is never heard of again.
+        await bridge.command(PlayPrompts(call_id="abandoned", prompts=["en/enter-pin"]))
+        await phone.hear("en/enter-pin")
+        await phone.press("1")  # a key press restarts the wait, as it does the IVR's timer
+        await asyncio.wait_for(bye.wait(), 10)
+        assert phone.heard == ["en/enter-pin", "en/error"]
+        assert bridge.ended == "hangup"
+    finally:
+        listener.cancel()
+        peer.close()
+
+
+async def test_an_ivr_that_keeps_commanding_is_not_hung_up_on(
+    nc: Client, router: IvrCommandRouter
+) -> None:
+    peer = await RtpPeer().start()
+    bye = asyncio.Event()
+    bridge = await IvrBridge.answer_call(
+        nc=nc,
+        edge_id=EDGE,
+        call_id="lively",
+        send_bye=bye.set,
+        offer=peer.offer(),
+        local_host="127.0.0.1",
+        port_range=PORTS,
+        prompts=DictPrompts(),
+        media_timeout=30.0,
+        ivr_silence_seconds=0.5,
+    )
+    phone = Phone(bridge, peer, bye)
+    listener = asyncio.create_task(phone.listen())
+    router.add(bridge)
+    try:
+        await bridge.start(caller="HD0001", dialled="*77*100*", feature="login", argument="100")
+        for _ in range(4):  # 100 ms prompts, a new command every 300 ms
+            await bridge.command(PlayPrompts(call_id="lively", prompts=["en/enter-pin"]))
+            await asyncio.sleep(0.3)
+        assert not bye.is_set()
+        assert "en/error" not in phone.heard
+    finally:
+        listener.cancel()
+        await bridge.on_bye()
+        peer.close()

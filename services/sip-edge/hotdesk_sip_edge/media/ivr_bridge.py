@@ -41,6 +41,11 @@ MAX_CALL_SECONDS = 300.0
 """An IVR call still up after this long is hung up (an IVR that died mid-call would
 otherwise leave the phone listening to silence for ever)."""
 
+IVR_SILENCE_SECONDS = 16.0
+"""How long after a prompt finished the bridge waits for the IVR's next command (or a
+key press) before it gives up on the IVR: twice the default PIN digit timeout, so an
+IVR that is alive has always answered by then."""
+
 _HANGUP = object()
 _HANGUP_NOW = object()
 
@@ -63,8 +68,11 @@ class IvrBridge:
         clock: Callable[[], datetime] = _utc_now,
         claim_timeout: float = CLAIM_TIMEOUT_SECONDS,
         max_call_seconds: float = MAX_CALL_SECONDS,
+        ivr_silence_seconds: float = IVR_SILENCE_SECONDS,
     ) -> None:
         self.nc = nc
+        self._ivr_silence_seconds = ivr_silence_seconds
+        self._silence: asyncio.TimerHandle | None = None
         self._max_call_seconds = max_call_seconds
         self._limit: asyncio.TimerHandle | None = None
         self.edge_id = edge_id
@@ -102,6 +110,7 @@ class IvrBridge:
         max_call_seconds: float = MAX_CALL_SECONDS,
         bind_host: str | None = None,
         peer_hosts: Collection[str] = (),
+        ivr_silence_seconds: float = IVR_SILENCE_SECONDS,
     ) -> IvrBridge:
         """Open the call's media for ``offer``; ``bridge.media.answer`` is the SDP answer.
 
@@ -109,6 +118,9 @@ class IvrBridge:
         ``bind_host`` (default ``local_host``; the edge passes ``sip.listen``).
         RTP is taken only from the offer's address or ``peer_hosts`` (the edge passes
         the INVITE's source host, so phones behind NAT work).
+        When no IVR command and no key press comes for ``ivr_silence_seconds`` after
+        a prompt finished, the IVR is taken for lost: the caller hears the error prompt
+        and is hung up on (the edge passes twice ``policies.pin_digit_timeout_seconds``).
         Raises what :meth:`MediaSession.open` raises (``NoCommonCodec`` → 488).
         """
         bridge = cls(
@@ -118,6 +130,7 @@ class IvrBridge:
             send_bye=send_bye,
             claim_timeout=claim_timeout,
             max_call_seconds=max_call_seconds,
+            ivr_silence_seconds=ivr_silence_seconds,
         )
         bridge.media = await MediaSession.open(
             offer=offer,
@@ -174,6 +187,8 @@ class IvrBridge:
 
     # --- from the media -----------------------------------------------------------------
     def on_dtmf(self, digit: str, source: str) -> None:
+        if self._silence is not None:
+            self._watch_ivr()  # the IVR restarts its digit timer on each key: so do we
         self._dtmf_seq += 1
         event = DtmfReceived(
             at=self._clock(),
@@ -194,6 +209,7 @@ class IvrBridge:
         """Carry out one command of the IVR for this call."""
         if self.ended is not None:
             return
+        self._stop_watching_ivr()
         if not self._claimed:
             self._claimed = True
             if self._claim is not None:
@@ -216,6 +232,28 @@ class IvrBridge:
             return
         log.error("no IVR claimed the call", extra={"call_id": self.call_id})
         self._claimed = True
+        self._queue.put_nowait(PlayPrompts(call_id=self.call_id, prompts=[NO_IVR_PROMPT]))
+        self._queue.put_nowait(_HANGUP)
+
+    def _watch_ivr(self) -> None:
+        """(Re)arm the wait for the IVR's next command."""
+        self._stop_watching_ivr()
+        if self.ended is None:
+            loop = asyncio.get_running_loop()
+            self._silence = loop.call_later(self._ivr_silence_seconds, self._ivr_silent)
+
+    def _stop_watching_ivr(self) -> None:
+        if self._silence is not None:
+            self._silence.cancel()
+            self._silence = None
+
+    def _ivr_silent(self) -> None:
+        self._silence = None
+        if self.ended is not None or not self._queue.empty():
+            return
+        # The IVR died, or an event or command was lost: without this the caller would
+        # listen to silence until the call's time limit.
+        log.error("the IVR went silent: hanging up", extra={"call_id": self.call_id})
         self._queue.put_nowait(PlayPrompts(call_id=self.call_id, prompts=[NO_IVR_PROMPT]))
         self._queue.put_nowait(_HANGUP)
 
@@ -242,6 +280,8 @@ class IvrBridge:
                 continue
             result = await self.media.play(item.prompts, barge_in=item.barge_in)
             self._played_any = True
+            if self._queue.empty():
+                self._watch_ivr()
             await self._played(item, completed=result.completed, missing=result.missing)
 
     async def _played(self, play: PlayPrompts, *, completed: bool, missing: list[str]) -> None:
@@ -272,6 +312,7 @@ class IvrBridge:
         for timer in (self._claim, self._limit):
             if timer is not None:
                 timer.cancel()
+        self._stop_watching_ivr()
         if self.media is not None:
             await self.media.close()
         if self._worker is not None and self._worker is not asyncio.current_task():
