@@ -19,8 +19,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from hotdesk_contracts import subjects
+from hotdesk_contracts.commands import EdgeCommand, LogIn, PlayPrompts, StopPlayback
 from hotdesk_contracts.commands import HangUp as HangUpCommand
-from hotdesk_contracts.commands import LogIn, PlayPrompts, StopPlayback
 from hotdesk_contracts.directory import Config, Desk, Extension, Policies
 from hotdesk_contracts.events import (
     Cause,
@@ -728,3 +728,38 @@ async def test_an_ivr_that_keeps_commanding_is_not_hung_up_on(
         listener.cancel()
         await bridge.on_bye()
         peer.close()
+
+
+async def test_the_ivr_carries_on_when_the_edge_never_reports_a_play_finished(
+    nc: Client,
+) -> None:
+    commands: asyncio.Queue[object] = asyncio.Queue()
+
+    async def edge_that_never_reports(msg: Msg) -> None:
+        commands.put_nowait(msgspec.json.decode(msg.data, type=EdgeCommand))
+
+    sub = await nc.subscribe(subjects.edge_command(EDGE), cb=edge_that_never_reports)
+    cfg = config(pin_digit_timeout_seconds=0.2)
+    ivr = ivr_main.Ivr(nc, BrokenLedger(), cfg.directory, play_guard_seconds=0.2)  # type: ignore[arg-type]
+    await ivr.start()
+    dialled = FeatureDialled(
+        at=datetime.now(UTC),
+        origin=EDGE,
+        call_id="unreported@127.0.0.1",
+        caller="HD0001",
+        dialled="*77*100*",
+        feature="login",
+        argument="100",
+    )
+    try:
+        await nc.publish(subjects.edge_dial("HD0001"), msgspec.json.encode(dialled))
+        seen: list[object] = []
+        async with asyncio.timeout(10):
+            while not any(isinstance(c, HangUpCommand) for c in seen):
+                seen.append(await commands.get())
+        played = [c.prompts for c in seen if isinstance(c, PlayPrompts)]
+        assert played[0] == ["en/enter-pin"]
+        assert played[-1] == ["en/goodbye"]  # the tries ran out on the digit timer
+    finally:
+        await sub.unsubscribe()
+        await ivr.close()

@@ -43,6 +43,11 @@ QUEUE_GROUP = "hotdesk-ivr"
 MAX_CALL_SECONDS = 600.0
 """A call whose end we never heard about is dropped after this long."""
 
+PLAY_GUARD_SECONDS = 60.0
+"""How long the IVR waits for the edge to report a play finished before it carries on
+as if it had: an edge event lost on the way must not leave the flow (and the caller)
+waiting for a digit timer that never starts. Longer than any prompt we play."""
+
 log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 
@@ -99,8 +104,11 @@ class IvrCall:
         dialled: FeatureDialled,
         directory: Directory,
         clock: Callable[[], datetime] = _now,
+        play_guard_seconds: float = PLAY_GUARD_SECONDS,
     ) -> None:
         self.nc = nc
+        self._play_guard_seconds = play_guard_seconds
+        self._guards: dict[str, asyncio.TimerHandle] = {}
         self.ledger = ledger
         self.dialled = dialled
         self.claim_id = uuid.uuid4().hex
@@ -136,6 +144,8 @@ class IvrCall:
             await self._give_up()
         finally:
             self._cancel_timer()
+            for guard in self._guards.values():
+                guard.cancel()
             await sub.unsubscribe()
 
     async def _drive(self) -> None:
@@ -160,6 +170,9 @@ class IvrCall:
         elif isinstance(event, PromptsPlayed):
             if event.missing:
                 self._log(logging.ERROR, "prompts missing at the edge", prompts=event.missing)
+            guard = self._guards.pop(event.play_id, None)
+            if guard is not None:
+                guard.cancel()
             self.inputs.put_nowait(flows.PromptsDone(event.play_id, event.completed))
         else:
             self.inputs.put_nowait(flows.CallGone())
@@ -180,6 +193,9 @@ class IvrCall:
                     barge_in=action.barge_in,
                     play_id=action.play_id,
                 )
+            )
+            self._guards[action.play_id] = asyncio.get_running_loop().call_later(
+                self._play_guard_seconds, self._play_unreported, action.play_id
             )
         elif isinstance(action, flows.HangUp):
             await self._command(HangUpCommand(call_id=call_id))
@@ -240,6 +256,11 @@ class IvrCall:
     async def _command(self, command: msgspec.Struct) -> None:
         await self.nc.publish(self._edge, msgspec.json.encode(command))
 
+    def _play_unreported(self, play_id: str) -> None:
+        self._guards.pop(play_id, None)
+        self._log(logging.WARNING, "the edge never reported a play: carrying on", play_id=play_id)
+        self.inputs.put_nowait(flows.PromptsDone(play_id, completed=False))
+
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -249,8 +270,16 @@ class IvrCall:
 class Ivr:
     """Claims calls from the dial subject and runs one :class:`IvrCall` per call."""
 
-    def __init__(self, nc: Client, ledger: LedgerPort, directory: Callable[[], Directory]) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        ledger: LedgerPort,
+        directory: Callable[[], Directory],
+        *,
+        play_guard_seconds: float = PLAY_GUARD_SECONDS,
+    ) -> None:
         self.nc = nc
+        self.play_guard_seconds = play_guard_seconds
         self.ledger = ledger
         self.directory = directory
         self.calls: dict[str, asyncio.Task[None]] = {}
@@ -275,7 +304,13 @@ class Ivr:
             # A new call reusing the Call-ID: the edge holds one dialog per Call-ID, so
             # the call we still follow is over even if its end has not reached us yet.
             running.cancel()
-        call = IvrCall(nc=self.nc, ledger=self.ledger, dialled=dialled, directory=self.directory())
+        call = IvrCall(
+            nc=self.nc,
+            ledger=self.ledger,
+            dialled=dialled,
+            directory=self.directory(),
+            play_guard_seconds=self.play_guard_seconds,
+        )
         task = asyncio.create_task(call.run())
         self.calls[dialled.call_id] = task
         self._dialled[dialled.call_id] = dialled
