@@ -6,7 +6,7 @@ configuration on a cluster.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -27,6 +27,32 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
     """-1: no limit on the stream's size."""
     discard: Literal["old", "new"] = "old"
     """At a limit, drop the oldest messages (``old``) or refuse new ones (``new``)."""
+    append_only: bool = False
+    """Deny deleting messages and purging the stream (the ledger: DESIGN.md "Event
+    sourcing on JetStream" — never deleted, never rewritten)."""
+
+
+def stream_api_config(spec: StreamSpec, replicas: int = 1) -> dict[str, Any]:
+    """The JetStream API configuration of ``spec``, as ``$JS.API.STREAM.CREATE`` takes it.
+
+    Plain JSON data (durations in nanoseconds, enums as their API strings), so every
+    client builds the same stream from one place: with nats-py,
+    ``nats.js.api.StreamConfig.from_response(stream_api_config(spec))``.
+    """
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "subjects": list(spec.subjects),
+        "storage": spec.storage,
+        "max_age": int(spec.max_age_seconds * 1_000_000_000),
+        "duplicate_window": int(spec.duplicate_window_seconds * 1_000_000_000),
+        "max_msgs_per_subject": spec.max_msgs_per_subject,
+        "max_bytes": spec.max_bytes,
+        "discard": spec.discard,
+        "num_replicas": replicas,
+        "deny_delete": spec.append_only,
+        "deny_purge": spec.append_only,
+    }
 
 
 class KeyValueSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +74,7 @@ LEDGER = StreamSpec(
     subjects=[subjects.LEDGER_ALL],
     description="The hot-desking ledger: logins, logouts, roams, PIN events. Never deleted.",
     duplicate_window_seconds=600.0,
+    append_only=True,
 )
 EDGE = StreamSpec(
     name="HOTDESK_EDGE",

@@ -63,6 +63,7 @@ from hotdesk_contracts import streams
 from hotdesk_contracts.codec import EventDecodeError, decode_event
 from hotdesk_contracts.events import LedgerEvent
 
+from .connection import client_of, plain_auth
 from .pull import Delivery, PullConnectionError, RawPull
 from .snapshot import read_snapshot
 
@@ -243,6 +244,7 @@ class ProjectionRunner(Generic[T]):
         """Pull batches over a lean connection of our own (see :mod:`.pull`) where the
         NATS connection allows it (plain TCP, user/password or token)."""
         self._raw: RawPull | None = None
+        self._nc = client_of(js)
         self.consumer = f"projection-{projection.name}"
         self._decoder = msgspec.json.Decoder(Stored[projection.value_type])  # type: ignore[name-defined]
         self._encoder = msgspec.json.Encoder()
@@ -265,8 +267,8 @@ class ProjectionRunner(Generic[T]):
         if self.fast_pull and self._raw is None:
             self._raw = await self._open_raw_pull()
         if self._raw is None and self._sub is None:
-            self._inbox = self.js._nc.new_inbox()
-            self._sub = await self.js._nc.subscribe(
+            self._inbox = self._nc.new_inbox()
+            self._sub = await self._nc.subscribe(
                 self._inbox,
                 cb=self._on_msg,
                 pending_msgs_limit=max(4 * self.batch_size, 65536),
@@ -274,25 +276,11 @@ class ProjectionRunner(Generic[T]):
             )
 
     async def _open_raw_pull(self) -> RawPull | None:
-        nc = self.js._nc
-        url = nc.connected_url
-        if (
-            url is None
-            or url.scheme not in ("nats", "")
-            or nc.options.get("tls")
-            or nc._user_credentials is not None
-            or nc._nkeys_seed is not None
-            or nc._nkeys_seed_str is not None
-            or nc._user_jwt_cb is not None
-        ):
+        auth = plain_auth(client_of(self.js))
+        if auth is None:
             self.fast_pull = False
             return None
-        raw = RawPull(
-            url.geturl(),
-            user=nc.options.get("user"),
-            password=nc.options.get("password"),
-            token=nc.options.get("token"),
-        )
+        raw = RawPull(auth.url, user=auth.user, password=auth.password, token=auth.token)
         try:
             await raw.connect()
         except PullConnectionError as exc:
@@ -375,7 +363,7 @@ class ProjectionRunner(Generic[T]):
             self._batch_done.clear()
             self._wanted = size
             request = {"batch": wanted, "expires": int(wait * 1e9)}
-            await self.js._nc.publish(
+            await self._nc.publish(
                 api,
                 json.dumps(request).encode(),
                 reply=self._inbox,
@@ -476,7 +464,7 @@ class ProjectionRunner(Generic[T]):
         ack = msgs[-1][1]
         if not ack.startswith("$JS.ACK."):
             raise ProjectionError(f"delivery without a JetStream ack subject: {ack!r}")
-        await self.js._nc.request(ack, b"+ACK", timeout=5.0)
+        await self._nc.request(ack, b"+ACK", timeout=5.0)
 
     async def _load(self, keys: Iterable[str]) -> None:
         wanted = list(keys)

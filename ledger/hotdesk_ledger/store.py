@@ -79,20 +79,15 @@ class AppendResult:
     """Events the server had already stored under the same message id (not re-stored)."""
 
 
-def stream_config(spec: streams.StreamSpec = streams.LEDGER) -> js_api.StreamConfig:
-    """The JetStream configuration for a stream spec from ``hotdesk_contracts``."""
-    return js_api.StreamConfig(
-        name=spec.name,
-        description=spec.description,
-        subjects=list(spec.subjects),
-        storage=js_api.StorageType.FILE if spec.storage == "file" else js_api.StorageType.MEMORY,
-        max_age=spec.max_age_seconds or None,
-        duplicate_window=spec.duplicate_window_seconds,
-        max_msgs_per_subject=spec.max_msgs_per_subject,
-        # Only forward, never rewritten (DESIGN.md "Event sourcing on JetStream").
-        deny_delete=True,
-        deny_purge=True,
+def stream_config(
+    spec: streams.StreamSpec = streams.LEDGER, replicas: int = 1
+) -> js_api.StreamConfig:
+    """The nats-py configuration of a stream spec (see
+    :func:`hotdesk_contracts.streams.stream_api_config`, the one definition)."""
+    config: js_api.StreamConfig = js_api.StreamConfig.from_response(
+        streams.stream_api_config(spec, replicas)
     )
+    return config
 
 
 class EventStore:
