@@ -27,6 +27,9 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
     """-1: no limit on the stream's size."""
     discard: Literal["old", "new"] = "old"
     """At a limit, drop the oldest messages (``old``) or refuse new ones (``new``)."""
+    allow_direct: bool = False
+    """Answer direct gets (``$JS.API.DIRECT.GET``): reads of single messages by
+    subject, served by any replica, as the ledger's lookups walk back an aggregate."""
     append_only: bool = False
     """Deny deleting messages and purging the stream (the ledger: DESIGN.md "Event
     sourcing on JetStream" — never deleted, never rewritten)."""
@@ -52,6 +55,7 @@ def stream_api_config(spec: StreamSpec, replicas: int = 1) -> dict[str, Any]:
         "num_replicas": replicas,
         "deny_delete": spec.append_only,
         "deny_purge": spec.append_only,
+        "allow_direct": spec.allow_direct,
     }
 
 
@@ -74,6 +78,7 @@ LEDGER = StreamSpec(
     subjects=[subjects.LEDGER_ALL],
     description="The hot-desking ledger: logins, logouts, roams, PIN events. Never deleted.",
     duplicate_window_seconds=600.0,
+    allow_direct=True,
     append_only=True,
 )
 EDGE = StreamSpec(

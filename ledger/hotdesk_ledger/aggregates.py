@@ -28,7 +28,7 @@ keeps retries idempotent and works on any server.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -273,6 +273,27 @@ def evolve_user(state: UserState, event: UserEvent) -> UserState:
         # A lockout starts a fresh count: the failures that caused it are spent.
         return msgspec.structs.replace(state, recent_failures=(), locked_until=event.until)
     return msgspec.structs.replace(state, recent_failures=(), locked_until=None)
+
+
+def user_history_complete(newest_first: Sequence[LedgerEvent], policies: Policies) -> bool:
+    """Whether a user's latest events (newest first) suffice to replay their state.
+
+    A ``PinLockedOut`` or ``PinLockoutCleared`` sets the whole state, and a
+    ``PinRejected`` with ``failures`` 1 starts a fresh count; so does holding
+    ``pin_max_failures`` rejections, as no count needs more earlier failures than
+    that. A lockout before them has expired: a failure is only recorded while no
+    lockout is in force (:func:`decide_user`). Replaying the events found up to here
+    from an empty :class:`UserState` thus gives the state replaying all would.
+    """
+    if not newest_first:
+        return False
+    oldest = newest_first[-1]
+    if isinstance(oldest, PinLockedOut | PinLockoutCleared):
+        return True
+    if isinstance(oldest, PinRejected) and oldest.failures <= 1:
+        return True
+    rejected = sum(1 for e in newest_first if isinstance(e, PinRejected))
+    return rejected >= policies.pin_max_failures
 
 
 # --- generic --------------------------------------------------------------------------

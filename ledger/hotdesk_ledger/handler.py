@@ -49,6 +49,7 @@ from .aggregates import (
     replay,
     seats_to_leave,
     settle_lockout,
+    user_history_complete,
 )
 from .errors import ConcurrencyConflict
 from .store import EventStore, UnreadableEvent
@@ -113,8 +114,23 @@ class Ledger:
         return {d: s for d, s in (await self.seats()).items() if s.user == user}
 
     async def user(self, user: str, *, with_desk: bool = True) -> UserState:
-        """The user's PIN state and, with ``with_desk``, the desk they sit at."""
-        events, seq = await self.store.load(subjects.user_ledger(user))
+        """The user's PIN state and, with ``with_desk``, the desk they sit at.
+
+        Reads the user's events newest first and stops as soon as the state no longer
+        depends on older ones (:func:`~.aggregates.user_history_complete`): at most
+        ``pin_max_failures`` + 1 messages however long the history.
+        """
+        # Newest first, only as far back as the state depends on (a bounded tail).
+        tail: list[LedgerEvent] = []
+        seq = 0
+        async for found in self.store.newest_first(subjects.user_ledger(user)):
+            seq = seq or found.seq
+            if isinstance(found, UnreadableEvent):
+                continue  # logged by the store; a newer build's event
+            tail.append(found.event)
+            if user_history_complete(tail, self.policies):
+                break
+        events = tail[::-1]
         # A lockout follows from the failures even if its PinLockedOut was never stored.
         state = settle_lockout(replay(UserState(user=user), events), self.policies)
         desk = None

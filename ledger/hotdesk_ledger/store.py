@@ -27,10 +27,12 @@ unknown while everything else keeps working.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
@@ -39,6 +41,7 @@ from hotdesk_contracts import streams
 from hotdesk_contracts.codec import EventDecodeError, decode_event, encode_event
 from hotdesk_contracts.events import LedgerEvent
 
+from .connection import client_of
 from .errors import ConcurrencyConflict
 from .snapshot import read_snapshot
 
@@ -56,6 +59,13 @@ class StoredEvent:
     """Stream sequence (what ``Nats-Expected-Last-Subject-Sequence`` compares with)."""
     subject: str
     event: LedgerEvent
+
+
+_ALL = js_api.DeliverPolicy.ALL
+
+
+class DirectGetError(Exception):
+    """The server answered a direct get with an error status."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,49 @@ class EventStore:
             if isinstance(found, StoredEvent):
                 out.append(found)
         return out
+
+    async def newest_first(self, subject: str) -> AsyncIterator[StoredEvent | UnreadableEvent]:
+        """The events of ``subject`` from the last one backwards, fetched one by one.
+
+        The caller stops when it has what it needs, so a lookup reads a bounded tail
+        however long the history. Each step is a direct get of the subject's last
+        message at or below a sequence (``multi_last`` with ``up_to_seq``, nats-server
+        2.11+), which needs ``allow_direct`` on the stream; without it the subject is
+        read in full and handed out backwards.
+        """
+        found = await self.last(subject)
+        while found is not None:
+            yield found
+            here = found.seq
+            if here <= 1:
+                return
+            try:
+                found = await self._last_before(subject, here)
+            except NoRespondersError:
+                log.info(
+                    "ledger stream does not allow direct gets: reading the subject in full",
+                    extra={"stream": self.stream, "subject": subject},
+                )
+                for seq, subj, data in reversed(await self._read_raw(subject, _ALL)):
+                    if seq < here:
+                        yield self._decode(seq, subj, data)
+                return
+
+    async def _last_before(self, subject: str, seq: int) -> StoredEvent | UnreadableEvent | None:
+        request = json.dumps({"multi_last": [subject], "up_to_seq": seq - 1}).encode()
+        msg = await client_of(self.js).request(
+            f"$JS.API.DIRECT.GET.{self.stream}", request, timeout=5.0
+        )
+        headers = msg.headers or {}
+        if headers.get("Status") == "404":
+            return None
+        if headers.get("Status"):
+            raise DirectGetError(
+                f"direct get on {self.stream} failed: {headers.get('Status')}"
+                f" {headers.get('Description', '')}"
+            )
+        self.messages_read += 1
+        return self._decode(int(headers["Nats-Sequence"]), subject, msg.data)
 
     async def _read_raw(
         self, filter_subject: str, deliver_policy: js_api.DeliverPolicy
