@@ -62,6 +62,9 @@ async def start_sipp(
         "127.0.0.1",
         "-p",
         str(port),
+        # Its own media port: SIPp binds one even when it sends no RTP.
+        "-mp",
+        str(free_udp_port()),
         *args,
         "-timeout",
         f"{timeout_s}s",
