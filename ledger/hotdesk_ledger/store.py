@@ -15,8 +15,12 @@ appends.
 
 A lookup reads only what the state needs: :meth:`EventStore.last` fetches one subject's
 last message with a single ``STREAM.MSG.GET`` (``last_by_subj``), which is all a desk
-needs (its last event carries its whole state). :attr:`EventStore.messages_read` counts
-every message fetched, so tests and metrics can see what a lookup costs.
+needs (its last event carries its whole state); :meth:`EventStore.newest_first` walks a
+subject backwards one direct get at a time, so a user lookup stops after the few events
+its state depends on. The walk starts at the last message as the stream leader reports
+it; the older messages it then reads are settled on every replica, so a direct get
+served by a follower cannot miss them. :attr:`EventStore.messages_read` counts every
+message fetched, so tests and metrics can see what a lookup costs.
 
 An event this build cannot decode (a newer version or enum value during a rolling
 upgrade) must not break every lookup: :meth:`EventStore.read` and :meth:`EventStore.load`
