@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nats
 
-from bench.logins.__main__ import PIN, PROFILES, Bench, Observed
+from bench.logins.harness import PIN, PROFILES, Bench, Observed
 from bench.logins.system import running
 from bench.register.targets import users as desk_credentials
 
