@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -153,6 +154,17 @@ PROVISIONER = "provisioner"
 PRESENCE = "presence"
 
 
+async def _own_connection(nc: Client, connections: list[Client]) -> Client:
+    """A connection of the service's own, as in production: closed when the system
+    stops, so whatever the service leaves subscribed cannot hold up the test's own
+    connection draining."""
+    url = nc.connected_url
+    assert url is not None, "the test's connection is not connected"
+    own = await nats.connect(f"nats://{url.hostname}:{url.port}")
+    connections.append(own)
+    return own
+
+
 async def _http_answers(port: int) -> None:
     """Wait until something accepts TCP connections on 127.0.0.1:``port``."""
     for _ in range(200):
@@ -194,6 +206,7 @@ async def running_system(
         cfg = configure(cfg)
     contexts: list[ServiceContext] = []
     tasks: list[asyncio.Task[None]] = []
+    connections: list[Client] = []
     try:
         ivr_ctx = _context("ivr", cfg, nc, js)
         contexts.append(ivr_ctx)
@@ -207,12 +220,14 @@ async def running_system(
         tasks.append(asyncio.create_task(edge_main.serve(edge_ctx)))
         await _edge_answers(port)
         if PRESENCE in extra:
-            presence_ctx = _context(PRESENCE, cfg, nc, js)
+            presence_nc = await _own_connection(nc, connections)
+            presence_ctx = _context(PRESENCE, cfg, presence_nc, presence_nc.jetstream())
             contexts.append(presence_ctx)
             tasks.append(asyncio.create_task(presence_main.serve(presence_ctx)))
             await _http_answers(cfg.admin.port)
         if PROVISIONER in extra:
-            provisioner_ctx = _context(PROVISIONER, cfg, nc, js)
+            provisioner_nc = await _own_connection(nc, connections)
+            provisioner_ctx = _context(PROVISIONER, cfg, provisioner_nc, provisioner_nc.jetstream())
             contexts.append(provisioner_ctx)
             tasks.append(asyncio.create_task(provisioner_main.serve(provisioner_ctx)))
             await _http_answers(cfg.provisioning.port)
@@ -221,8 +236,12 @@ async def running_system(
     finally:
         for ctx in reversed(contexts):
             ctx.stopping.set()
-        for task in reversed(tasks):
-            await asyncio.wait_for(task, 10)
+        try:
+            for task in reversed(tasks):
+                await asyncio.wait_for(task, 10)
+        finally:
+            for connection in connections:
+                await connection.close()
 
 
 INFO_STEP = """  <send retrans="500">
