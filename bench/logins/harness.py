@@ -23,7 +23,7 @@ from bench.register.sipp import binary as sipp_binary
 from bench.register.targets import HOST, free_port
 from hotdesk_contracts import subjects
 from hotdesk_contracts.codec import decode_event
-from hotdesk_contracts.events import LoggedIn, Roamed
+from hotdesk_contracts.events import LoggedIn, LoggedOut, Roamed
 from hotdesk_contracts.messages import DtmfReceived
 from hotdesk_runtime.config import hash_secret, verify_secret
 
@@ -52,6 +52,8 @@ class Observed:
     ledger_at: dict[str, datetime] = field(default_factory=dict)
     arrivals: list[float] = field(default_factory=list)
     """Harness monotonic time of each login event."""
+    seated: dict[str, str] = field(default_factory=dict)
+    """Who sits at each desk by the ledger (kept across steps)."""
 
     async def subscribe(self, nc: NatsClient) -> None:
         """Follow the edge's call events and the desks' ledger subjects on ``nc``."""
@@ -71,7 +73,12 @@ class Observed:
 
     async def on_ledger(self, msg: Msg) -> None:
         event = decode_event(msg.data)
-        if isinstance(event, LoggedIn | Roamed) and event.cause.call_id:
+        if isinstance(event, LoggedOut):
+            self.seated.pop(event.desk, None)
+        if not isinstance(event, LoggedIn | Roamed):
+            return
+        self.seated[event.desk] = event.user
+        if event.cause.call_id:
             self.ledger_at[event.cause.call_id] = event.at
             self.arrivals.append(time.monotonic())
 
@@ -177,7 +184,7 @@ class Bench:
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "login.xml").write_text(scenario_xml(PIN + "#"))
-        logins = plan(self.desks, self.users, self.next_call, calls)
+        logins = plan(self.desks, self.users, self.next_call, calls, self.observed.seated)
         self.next_call += calls
         (workdir / "logins.csv").write_text(injection_file(logins))
         self.observed.last_digit_at.clear()

@@ -8,7 +8,7 @@ the edge's BYE once the IVR has written the login and played the confirmation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,22 +169,31 @@ class Login:
 
 
 def plan(
-    desks: Sequence[tuple[str, str]], users: Sequence[str], first: int, count: int
+    desks: Sequence[tuple[str, str]],
+    users: Sequence[str],
+    first: int,
+    count: int,
+    seated: Mapping[str, str] | None = None,
 ) -> list[Login]:
     """Calls ``first`` … ``first + count - 1`` of a run over every desk in turn.
 
-    Desk ``d`` alternates between users ``d`` and ``d + len(desks)``, so every call is a
-    real ``LoggedIn`` (first pass) or ``Roamed`` (later passes), and no user is ever
-    seated at another desk (no exclusive-policy logout racing the login).
+    Desk ``d`` alternates between users ``d`` and ``d + len(desks)``, starting with the
+    one not ``seated`` there now (as the ledger says), so every call is a real
+    ``LoggedIn`` or ``Roamed`` even after a failed call, and no user is ever seated at
+    another desk (no exclusive-policy logout racing the login).
     """
     if len(users) < 2 * len(desks):
         raise ValueError(f"{len(desks)} desks need {2 * len(desks)} users, got {len(users)}")
+    seated = seated or {}
     n = len(desks)
     rows = []
+    visits = [0] * n
     for k in range(first, first + count):
-        d, passes = k % n, k // n
+        d = k % n
         name, password = desks[d]
-        rows.append(Login(name, password, users[d + n * (passes % 2)]))
+        start = 1 if seated.get(name) == users[d] else 0
+        rows.append(Login(name, password, users[d + n * ((start + visits[d]) % 2)]))
+        visits[d] += 1
     return rows
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.logins.scenario import capture, injection_file, plan, scenario_xml
+from bench.logins.scenario import Login, capture, injection_file, plan, scenario_xml
 
 DESKS = [(f"HD{n:04d}", f"pw{n}") for n in range(3)]
 USERS = [str(200 + n) for n in range(6)]
@@ -20,16 +20,29 @@ def test_every_planned_call_changes_its_desks_user_and_no_user_sits_at_two_desks
 ) -> None:
     seated: dict[str, str] = {}
     homes: dict[str, str] = {}
-    for k, login in enumerate(plan(DESKS, USERS, 0, first + count)):
-        if k >= first:
+
+    def sit(logins: list[Login]) -> None:
+        for login in logins:
             assert seated.get(login.desk) != login.user
-        seated[login.desk] = login.user
-        assert homes.setdefault(login.user, login.desk) == login.desk
+            seated[login.desk] = login.user
+            assert homes.setdefault(login.user, login.desk) == login.desk
+
+    sit(plan(DESKS, USERS, 0, first))
+    sit(plan(DESKS, USERS, first, count, seated))
 
 
-def test_plan_continues_where_the_previous_step_stopped() -> None:
-    whole = plan(DESKS, USERS, 0, 10)
-    assert plan(DESKS, USERS, 0, 4) + plan(DESKS, USERS, 4, 6) == whole
+def test_next_step_seats_someone_else_where_the_ledger_says_a_call_failed() -> None:
+    first = plan(DESKS, USERS, 0, 3)
+    seated = {login.desk: login.user for login in first}
+    seated["HD0001"] = "999"  # that desk's login never happened: its old user stayed
+    seated.pop("HD0002")  # and this one was logged out meanwhile
+    second = plan(DESKS, USERS, 3, 3, seated)
+    assert [(login.desk, login.user) for login in second] == [
+        ("HD0000", "203"),
+        ("HD0001", "201"),
+        ("HD0002", "202"),
+    ]
+    assert plan(DESKS, USERS, 3, 3, {"HD0001": "201"})[1].user == "204"
 
 
 def test_plan_needs_two_users_per_desk() -> None:
