@@ -58,7 +58,7 @@ def test_requests_go_back_to_the_stamped_source_address() -> None:
 
 
 async def test_uas_bye_swaps_the_dialog_and_follows_a_strict_route() -> None:
-    async def no_bridge(call_id: str, offer: bytes, send_bye: object) -> IvrBridge:
+    async def no_bridge(call_id: str, offer: bytes, send_bye: object, peer: str) -> IvrBridge:
         raise AssertionError("not used")
 
     calls = IvrCalls(open_bridge=no_bridge, on_bridge=lambda b: None, logout_key_uri=lambda: "")

@@ -111,3 +111,19 @@ def test_logout_and_roam_update_both_directions_of_the_map() -> None:
     )
     assert logins.user_at == {}
     assert logins.desk_of == {}
+
+
+def test_dialling_the_logout_key_uri_is_a_logout_for_the_ivr() -> None:
+    dirs = directory(trunk_port=7001)
+    idle = caller_of("HD0001", dirs, LoginMap())
+    key = "sip:logoutkey@pbx.example"
+    assert decide(idle, "logoutkey", dirs, LoginMap(), key) == ToHotdesk(Logout())
+    logins = _logins(("HD0001", "100"))
+    busy = caller_of("HD0001", dirs, logins)
+    assert decide(busy, "logoutkey", dirs, logins, "logoutkey") == ToHotdesk(Logout())
+
+
+def test_without_a_logout_key_uri_its_user_part_is_an_ordinary_number() -> None:
+    dirs = directory(trunk_port=7001)
+    idle = caller_of("HD0001", dirs, LoginMap())
+    assert decide(idle, "logoutkey", dirs, LoginMap(), "") == Refusal(403, IDLE_DESK_REASON)

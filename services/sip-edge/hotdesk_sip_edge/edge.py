@@ -38,7 +38,7 @@ from .sip.transport import SipTransport, Source
 log = logging.getLogger("hotdesk.sip_edge")
 
 Publish = Callable[[str, bytes], Awaitable[None]]
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, SUBSCRIBE, NOTIFY"
 _FORGET_AFTER = 32.0
 
 
@@ -191,6 +191,7 @@ class SipEdge:
             hotdesk=self._hotdesk,
             clock=self._clock,
             route_secret=_route_secret(nonce_secret(self._directory(), self.settings.realm)),
+            logout_key_uri=lambda: self.settings.logout_key_uri,
         )
         if emergency_trunk(self._directory()) is None:
             log.warning(

@@ -28,7 +28,7 @@ from .media.ivr_bridge import IvrBridge, SendBye
 from .media.sdp import NoCommonCodec, SdpError
 from .media.session import NoRtpPort
 from .proxy import next_hop
-from .routing import Caller
+from .routing import Caller, is_logout_key
 from .sip.headers import HeaderError, NameAddr, Via
 from .sip.message import Headers, SipRequest, SipResponse, response_to
 from .sip.transaction import T1, T2, ClientTransaction
@@ -40,9 +40,11 @@ log = logging.getLogger("hotdesk.sip_edge.ivr_calls")
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 MAGIC = "z9hG4bK"
 
-OpenBridge = Callable[[str, bytes, SendBye], Awaitable[IvrBridge]]
-"""``(call_id, sdp_offer, send_bye)`` → an :class:`IvrBridge` with its media open
-(what :meth:`IvrBridge.answer_call` does, with the edge's settings bound)."""
+OpenBridge = Callable[[str, bytes, SendBye, str], Awaitable[IvrBridge]]
+"""``(call_id, sdp_offer, send_bye, peer_host)`` → an :class:`IvrBridge` with its media
+open (what :meth:`IvrBridge.answer_call` does, with the edge's settings bound).
+``peer_host`` is the INVITE's signalling source: RTP from it is accepted too, since a
+phone behind NAT (or one advertising another address in SDP) sends from there."""
 
 
 class DialogNetwork(Protocol):
@@ -96,18 +98,6 @@ def feature_of(classification: Login | Logout) -> tuple[str, str]:
     return "logout", ""
 
 
-def is_logout_key(dialled: str, logout_key_uri: str) -> bool:
-    """Whether the call came from the provisioned logout key: the key dials
-    ``logout_key_uri`` (a user part or a full SIP URI); an empty setting means no key."""
-    if not logout_key_uri:
-        return False
-    key = logout_key_uri
-    with contextlib.suppress(UriError):
-        if key.startswith(("sip:", "sips:")):
-            key = parse_uri(key).user_unescaped()
-    return dialled == key
-
-
 def source_of(via: Via) -> Source:
     """Where the request really came from, from its top Via as the edge stamped it
     (``received``/``rport``, RFC 3261 §18.2.1, RFC 3581 §4): for phones behind NAT and
@@ -157,7 +147,10 @@ class IvrCalls:
             return existing.ok
         fields = {"call_id": call_id, "caller": caller.identity}
         try:
-            bridge = await self._open_bridge(call_id, invite.body, lambda: self.send_bye(call_id))
+            peer_host = source_of(invite.top_via).host
+            bridge = await self._open_bridge(
+                call_id, invite.body, lambda: self.send_bye(call_id), peer_host
+            )
         except NoCommonCodec:
             log.info("no common codec", extra=fields)
             refusal = response_to(invite, 488, "Not Acceptable Here", to_tag=_tag())
@@ -395,3 +388,15 @@ def _strip_angle(entry: str) -> str:
     if "<" in text and ">" in text:
         return text[text.index("<") + 1 : text.index(">")]
     return text.split(";")[0]
+
+
+__all__ = [
+    "ALLOW",
+    "DialogNetwork",
+    "IvrCalls",
+    "IvrDialog",
+    "OpenBridge",
+    "feature_of",
+    "is_logout_key",
+    "source_of",
+]

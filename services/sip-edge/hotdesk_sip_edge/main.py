@@ -46,7 +46,9 @@ async def serve(ctx: ServiceContext) -> None:
     prompts = ObjectStorePromptSource(ctx.js)
     router = IvrCommandRouter(ctx.nc, ctx.instance_id)
 
-    async def open_bridge(call_id: str, offer: bytes, send_bye: SendBye) -> IvrBridge:
+    async def open_bridge(
+        call_id: str, offer: bytes, send_bye: SendBye, peer_host: str
+    ) -> IvrBridge:
         return await IvrBridge.answer_call(
             nc=ctx.nc,
             edge_id=ctx.instance_id,
@@ -57,6 +59,8 @@ async def serve(ctx: ServiceContext) -> None:
             port_range=(settings.rtp_port_min, settings.rtp_port_max),
             prompts=prompts,
             media_timeout=settings.media_timeout_seconds,
+            bind_host=settings.listen,
+            peer_hosts=[peer_host],
         )
 
     calls = IvrCalls(

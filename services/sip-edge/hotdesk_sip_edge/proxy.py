@@ -149,8 +149,10 @@ class Proxy:
         hotdesk: HotdeskCallHandler | None = None,
         clock: Callable[[], float],
         route_secret: bytes,
+        logout_key_uri: Callable[[], str] = lambda: "",
     ) -> None:
         self._net = network
+        self._logout_key_uri = logout_key_uri
         self.host = host
         self.port = port
         self._auth = auth
@@ -265,7 +267,7 @@ class Proxy:
         directory = self._directory()
         caller = caller_of(verdict.identity, directory, self._logins)
         dialled = uri.user_unescaped()
-        decision = decide(caller, dialled, directory, self._logins)
+        decision = decide(caller, dialled, directory, self._logins, self._logout_key_uri())
         call_log = {"call_id": request.call_id, "caller": caller.identity, "dialled": dialled}
         if isinstance(decision, Refusal):
             if decision.log:

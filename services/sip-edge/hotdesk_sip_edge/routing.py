@@ -6,6 +6,7 @@ the login map, and returns a :class:`Route` (what to ring) or a :class:`Refusal`
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from hotdesk_contracts.dialplan import (
@@ -24,6 +25,7 @@ from hotdesk_contracts.dialplan import (
 from hotdesk_contracts.directory import Directory
 
 from .login_state import LoginMap
+from .sip.uri import UriError, parse_uri
 
 IDLE_DESK_REASON = "Desk not logged in - only emergency calls allowed"
 
@@ -103,8 +105,31 @@ def emergency_trunk(directory: Directory) -> str | None:
     return None
 
 
-def decide(caller: Caller, dialled: str, directory: Directory, logins: LoginMap) -> Decision:
-    """Route a call from ``caller`` to ``dialled``."""
+def is_logout_key(dialled: str, logout_key_uri: str) -> bool:
+    """Whether the call came from the provisioned logout key: the key dials
+    ``logout_key_uri`` (a user part or a full SIP URI); an empty setting means no key."""
+    if not logout_key_uri:
+        return False
+    key = logout_key_uri
+    with contextlib.suppress(UriError):
+        if key.startswith(("sip:", "sips:")):
+            key = parse_uri(key).user_unescaped()
+    return dialled == key
+
+
+def decide(
+    caller: Caller,
+    dialled: str,
+    directory: Directory,
+    logins: LoginMap,
+    logout_key_uri: str = "",
+) -> Decision:
+    """Route a call from ``caller`` to ``dialled``.
+
+    Dialling ``logout_key_uri`` (the provisioned logout key, when set) is a logout
+    handed to the IVR like ``*77*5*``, also from an idle desk."""
+    if is_logout_key(dialled, logout_key_uri):
+        return ToHotdesk(Logout())
     kind: Classification = classify(dialled, directory)
     if isinstance(kind, Emergency):
         uri = emergency_trunk(directory)
