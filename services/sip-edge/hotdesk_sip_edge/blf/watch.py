@@ -28,6 +28,11 @@ from .subscriptions import NotifyToSend, Subscriptions
 
 log = logging.getLogger(__name__)
 
+FANOUT_CHUNK = 32
+"""NOTIFYs sent between two yields to the event loop during a fan-out: the phones'
+200 OKs must be read while the rest of a thousand NOTIFYs go out, or the socket's
+receive buffer overflows and every lost answer costs a retransmission."""
+
 SendNotify = Callable[[NotifyToSend], Awaitable[None]]
 """Sends one NOTIFY (the SIP layer's job); may raise, the watch carries on."""
 
@@ -181,8 +186,10 @@ class BlfWatch:
                 extra={"ext": ext, "revision": entry.revision, "error": str(exc)},
             )
             return []
-        for notify in notifies:
+        for index, notify in enumerate(notifies, 1):
             await self._deliver(notify)
+            if index % FANOUT_CHUNK == 0:
+                await asyncio.sleep(0)
         return notifies
 
     async def _deliver(self, notify: NotifyToSend) -> None:

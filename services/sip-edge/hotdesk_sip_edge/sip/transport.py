@@ -9,7 +9,9 @@ token bucket limits how many messages one address may send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -26,6 +28,34 @@ from .message import (
 )
 
 log = logging.getLogger("hotdesk.sip_edge.transport")
+
+UDP_BUFFER_BYTES = 4 * 1024 * 1024
+"""Default UDP socket receive and send buffer. The kernel default (~208 KiB) overflows
+when a BLF fan-out to a thousand watchers brings back a thousand 200 OKs at once: the
+dropped answers make every NOTIFY retransmit (RFC 3261 §17.1.2.2 timer E)."""
+
+
+def size_udp_buffers(sock: socket.socket, size: int) -> tuple[int, int]:
+    """Ask for ``size``-byte receive and send buffers on ``sock``; return what the
+    kernel granted (Linux caps ``SO_RCVBUF`` at ``net.core.rmem_max`` unless the
+    process may use ``SO_RCVBUFFORCE``)."""
+    for force, plain in (
+        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF),
+    ):
+        done = False
+        if force is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, force, size)
+                done = True
+        if not done:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+    )
+
 
 CRLF = b"\r\n"
 DOUBLE_CRLF = b"\r\n\r\n"
@@ -95,8 +125,10 @@ class SipTransport:
         rate: float = 200.0,
         burst: int = 400,
         clock: Callable[[], float] | None = None,
+        udp_buffer_bytes: int = UDP_BUFFER_BYTES,
     ) -> None:
         self._handler = handler
+        self.udp_buffer_bytes = udp_buffer_bytes
         self.max_bytes = max_bytes
         self.limiter = TokenBucket(rate, burst)
         self.stats: Counter[str] = Counter()
@@ -128,6 +160,10 @@ class SipTransport:
         )
         self._udp = udp
         self.udp_port = udp.get_extra_info("sockname")[1]
+        sock = udp.get_extra_info("socket")
+        if sock is not None and self.udp_buffer_bytes > 0:
+            rcv, snd = size_udp_buffers(sock, self.udp_buffer_bytes)
+            log.info("UDP buffers", extra={"rcvbuf": rcv, "sndbuf": snd})
         tcp = await asyncio.start_server(
             lambda r, w: self._serve_stream(r, w, "TCP"), host, port or self.udp_port
         )
