@@ -15,6 +15,7 @@ from .blf.watch import BlfWatch, expire_subscriptions
 from .blf_notifier import BlfNotifier
 from .checksync import CheckSyncResponder, CheckSyncSender
 from .edge import SipEdge, passwords_of
+from .edge_metrics import EdgeCounters, register_edge_metrics
 from .ivr_calls import IvrCalls
 from .location import KvLocationStore
 from .login_state import LedgerFollower, LoginMap
@@ -111,6 +112,16 @@ async def serve(ctx: ServiceContext) -> None:
     ctx.on_directory_change(directory_changed)
     await router.start()
     await edge.start()
+    register_edge_metrics(
+        EdgeCounters(
+            transport=lambda: edge.transport.stats,
+            auth=lambda: edge.auth.stats,
+            registrar=lambda: edge.registrar.stats,
+            active_calls=lambda: (
+                len(calls.dialogs) + (len(edge.proxy.calls) if edge.proxy is not None else 0)
+            ),
+        )
+    )
     await checksync.start()
     tasks = [
         asyncio.create_task(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -167,6 +168,8 @@ class Registrar:
         """AOR -> (lock, requests holding or waiting for it)."""
         self._expiry: dict[str, float] = {}
         """AOR -> the earliest expiry among the bindings this edge wrote."""
+        self.stats: Counter[str] = Counter()
+        """``ok`` (every REGISTER answered 200) and ``kind_<kind>`` per binding change."""
 
     async def handle(self, request: SipRequest, source: Source, now: float) -> SipResponse:
         """The response to a REGISTER."""
@@ -242,7 +245,13 @@ class Registrar:
                 await self._on_change(
                     aor, kind, bindings, source, request.headers.get("User-Agent") or ""
                 )
-            log.info(
+            self.stats["ok"] += 1
+            if kind:
+                self.stats["kind_" + kind] += 1
+            # Refreshes are the bulk of the traffic: logged at DEBUG only, changes at INFO
+            # (they are also announced as RegistrationChanged).
+            log.log(
+                logging.INFO if kind else logging.DEBUG,
                 "register",
                 extra={"aor": aor, "kind": kind or "unchanged", "contacts": len(bindings)},
             )
