@@ -88,6 +88,8 @@ class KvLocationStore:
         self._js = js
         self._kv = kv
         self._ttl_ok = True
+        self._written: dict[str, tuple[list[Binding], int]] = {}
+        """AOR -> the bindings this process last stored and their revision."""
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> KvLocationStore:
@@ -114,26 +116,44 @@ class KvLocationStore:
         except msgspec.DecodeError:
             return [], entry.revision or 0
 
+    async def load_for_update(self, aor: str) -> tuple[list[Binding], int]:
+        """:meth:`load` for a read-modify-write: what this process stored last, without
+        a round trip. Safe because :meth:`save` states the revision it expects: when
+        another replica (or an expiry) changed the key since, the save raises
+        :class:`ConcurrentUpdate`, the entry is forgotten and the retry reads the KV."""
+        known = self._written.get(aor)
+        if known is not None:
+            return list(known[0]), known[1]
+        return await self.load(aor)
+
     async def save(self, aor: str, bindings: list[Binding], revision: int, ttl: float) -> None:
+        try:
+            await self._save(aor, bindings, revision, ttl)
+        except BaseException:
+            self._written.pop(aor, None)
+            raise
+
+    async def _save(self, aor: str, bindings: list[Binding], revision: int, ttl: float) -> None:
         # KV keys are the subjects $KV.<bucket>.<key> (ADR-8); publishing there directly
         # is how a per-message TTL and the expected revision go together.
         subject = f"$KV.{streams.REGISTRATIONS.bucket}.{aor_key(aor)}"
         headers = {"Nats-Expected-Last-Subject-Sequence": str(revision)}
         data = msgspec.json.encode(bindings)
         try:
-            await self._js.publish(
+            ack = await self._js.publish(
                 subject,
                 data,
                 headers=headers,
                 msg_ttl=max(1.0, ttl) if self._ttl_ok else None,
             )
+            self._written[aor] = (list(bindings), ack.seq)
         except APIError as exc:
             if exc.err_code in (10071, 10164):
                 raise ConcurrentUpdate(aor) from exc
             if self._ttl_ok:
                 # The bucket does not allow per-message TTLs: expiries are filtered instead.
                 self._ttl_ok = False
-                await self.save(aor, bindings, revision, ttl)
+                await self._save(aor, bindings, revision, ttl)
                 return
             raise
 

@@ -14,7 +14,7 @@ from .blf.subscriptions import Subscriptions
 from .blf.watch import BlfWatch, expire_subscriptions
 from .blf_notifier import BlfNotifier
 from .checksync import CheckSyncResponder, CheckSyncSender
-from .edge import SipEdge, passwords_of
+from .edge import SipEdge
 from .edge_metrics import EdgeCounters, register_edge_metrics
 from .ivr_calls import IvrCalls
 from .location import KvLocationStore
@@ -70,9 +70,6 @@ async def serve(ctx: ServiceContext) -> None:
         logout_key_uri=lambda: ctx.config.sip.logout_key_uri,
     )
 
-    def passwords_of_current(user: str) -> str | None:
-        return passwords_of(ctx.directory)(user)
-
     async def publish(subject: str, data: bytes) -> None:
         await ctx.nc.publish(subject, data)
 
@@ -98,7 +95,7 @@ async def serve(ctx: ServiceContext) -> None:
     blf = BlfNotifier(
         subscriptions=subscriptions,
         auth=lambda: edge.auth,
-        passwords=passwords_of_current,
+        passwords=edge.passwords,
         network=lambda: edge,
     )
     edge.subscriptions = blf

@@ -210,8 +210,11 @@ class Registrar:
     async def _apply(
         self, request: SipRequest, source: Source, now: float, aor: str
     ) -> SipResponse:
-        for _ in range(5):
-            current, revision = await self._store.load(aor)
+        # A store may offer a cheaper read for read-modify-write (its own last write,
+        # checked by the revision on save); a failed save retries from the store.
+        load = getattr(self._store, "load_for_update", self._store.load)
+        for attempt in range(5):
+            current, revision = await (load if attempt == 0 else self._store.load)(aor)
             before = live(current, now)
             try:
                 bindings = apply_register(
