@@ -8,6 +8,7 @@ torture message demands.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 
@@ -205,8 +206,19 @@ class Via:
         return f"SIP/2.0/{self.transport.upper()} {self.host}{port}{serialize_params(self.params)}"
 
 
+PARSE_CACHE_SIZE = 4096
+"""Parsed header values kept for reuse: a message's headers are validated when it is
+parsed and read again by the handlers, and Tos, Froms and URIs repeat across requests.
+Only immutable results are cached."""
+
+
 def parse_via(value: str) -> list[Via]:
     """Parse a (possibly comma-separated) Via header value."""
+    return list(_parse_via(value))
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _parse_via(value: str) -> tuple[Via, ...]:
     vias: list[Via] = []
     for item in split_list(value):
         match = _VIA_RE.match(item)
@@ -225,7 +237,7 @@ def parse_via(value: str) -> list[Via]:
             ):
                 raise HeaderError(f"malformed rport {pvalue!r}")
         vias.append(Via(transport.upper(), host, port, params))
-    return vias
+    return tuple(vias)
 
 
 # --- name-addr / addr-spec (From, To, Contact, Route, Path; RFC 3261 §20.10) ----------
@@ -284,6 +296,7 @@ def _uri_or_none(text: str) -> SipUri | None:
         raise HeaderError(str(exc)) from exc
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_name_addr(value: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters."""
     text = value.strip(_WS)
@@ -379,6 +392,12 @@ def parse_cseq(value: str) -> CSeq:
 def parse_auth(value: str) -> tuple[str, dict[str, str]]:
     """Split ``Digest a=b, c="d"`` into the scheme and a dict of unquoted parameters
     with lower-case names."""
+    scheme, params = _parse_auth(value)
+    return scheme, dict(params)
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _parse_auth(value: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     text = value.strip(_WS)
     scheme, _, rest = text.partition(" ")
     if not scheme or not is_token(scheme):
@@ -399,4 +418,4 @@ def parse_auth(value: str) -> tuple[str, dict[str, str]]:
             params[name] = unquote(quoted)
         else:
             params[name] = raw
-    return scheme, params
+    return scheme, tuple(params.items())

@@ -7,6 +7,7 @@ URI is byte-identical to the one that was parsed.
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from dataclasses import dataclass, field, replace
@@ -116,6 +117,7 @@ def _parse_host_port(text: str) -> tuple[str, int | None]:
     return host, port
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_uri(text: str) -> SipUri:
     """Parse a sip, sips or tel URI; raise :class:`UriError` (or
     :class:`UnsupportedUriScheme`) when it is not one."""
