@@ -69,6 +69,8 @@ async def test_serve_answers_on_the_configured_port_and_stops_when_asked(
         else:
             raise AssertionError("the edge never answered")
         assert response.status == 200
+        allowed = {m.strip() for m in (response.headers.get("Allow") or "").split(",")}
+        assert {"INVITE", "REGISTER", "SUBSCRIBE", "NOTIFY"} <= allowed
     finally:
         phone.close()
         ctx.stopping.set()
