@@ -21,6 +21,7 @@ from .location import KvLocationStore
 from .login_state import LedgerFollower, LoginMap
 from .media.ivr_bridge import IvrBridge, IvrCommandRouter, SendBye
 from .media.prompt_store import ObjectStorePromptSource
+from .media.session import MediaAddressError, check_media_address
 
 log = logging.getLogger("hotdesk.sip_edge")
 
@@ -39,11 +40,17 @@ async def serve(ctx: ServiceContext) -> None:
     """Start the ledger follower, the location store, the IVR call handling, the
     check-sync responder, the BLF notifier with its KV watch and expiry loop, and the
     SIP transports on ``ctx.config.sip``; stop cleanly when ``ctx.stopping`` is set."""
+    settings = ctx.config.sip
+    try:
+        check_media_address(settings.advertised_host)
+    except MediaAddressError as exc:
+        # Every IVR call would fail with 503: refuse to start with the reason instead.
+        log.error("cannot start: %s", exc)
+        raise
     logins = LoginMap()
     follower = LedgerFollower(ctx.js, logins)
     await follower.start()
     locations = await KvLocationStore.open(ctx.js)
-    settings = ctx.config.sip
     prompts = ObjectStorePromptSource(ctx.js)
     router = IvrCommandRouter(ctx.nc, ctx.instance_id)
 
@@ -62,6 +69,9 @@ async def serve(ctx: ServiceContext) -> None:
             media_timeout=settings.media_timeout_seconds,
             bind_host=settings.listen,
             peer_hosts=[peer_host],
+            # Silence after a prompt longer than the IVR's own digit timeout means the
+            # IVR is gone: the bridge then plays the error prompt and hangs up.
+            ivr_silence_seconds=2 * ctx.directory.policies.pin_digit_timeout_seconds,
         )
 
     calls = IvrCalls(
