@@ -37,13 +37,13 @@ MAC_CFG = "/001565000001.cfg"
 
 
 def yealink_desks(**provisioning: float | int) -> Callable[[Config], Config]:
-    """Every desk is a Yealink T46S; user 100 has a BLF key for 101; reprovision timings.
-
-    The model is configured, not learned: a reprovision started before the phone's first
-    fetch would otherwise expect files without the model-common one."""
+    """Every desk is a Yealink whose model is not configured: the provisioner learns it
+    (T46S) from the phone's first fetch, which then also gets the model-common file, and
+    that fetch of the newest files still confirms the reprovision. User 100 has a BLF key
+    for 101; reprovision timings as given."""
 
     def configure(cfg: Config) -> Config:
-        desks = [msgspec.structs.replace(d, vendor="yealink", model="T46S") for d in cfg.desks]
+        desks = [msgspec.structs.replace(d, vendor="yealink", model="") for d in cfg.desks]
         extensions = [
             msgspec.structs.replace(e, blf=["101"]) if e.number == "100" else e
             for e in cfg.extensions
