@@ -27,8 +27,10 @@ from hotdesk_runtime.config import LoadedConfig, load_config
 from hotdesk_runtime.demo import (
     DEMO_ADMIN,
     DEMO_USERS,
+    SIP_PASSWORDS_FILE,
     demo_config,
     ensure_admin_password,
+    ensure_sip_passwords,
 )
 from hotdesk_runtime.directory import DirectoryOwner
 from hotdesk_runtime.nats import EmbeddedNats, connect, ensure_jetstream, nats_url
@@ -52,23 +54,31 @@ class UpPlan:
     data_dir: Path
     demo: bool
     new_admin_password: str | None
+    new_sip_passwords: bool = False
 
 
 def plan(config_file: str | None, data_dir: Path, data_dir_given: bool) -> UpPlan:
     """Load the config (or build the demo one); raises ``ConfigError``."""
     path = config_file or os.environ.get("HOTDESK_CONFIG") or None
     new_password: str | None = None
+    new_sip_passwords = False
     if path is None:
         admin = ensure_admin_password(data_dir)
         new_password = admin.new_password
-        default = demo_config(admin.password_hash, nats_data_dir=str(data_dir / "nats"))
+        sip = ensure_sip_passwords(data_dir)
+        new_sip_passwords = sip.new
+        default = demo_config(
+            admin.password_hash,
+            nats_data_dir=str(data_dir / "nats"),
+            sip_passwords=sip.passwords,
+        )
         loaded = load_config(None, default=default)
     else:
         loaded = load_config(path)
         if data_dir_given:
             nats = msgspec.structs.replace(loaded.config.nats, data_dir=str(data_dir / "nats"))
             loaded.config = msgspec.structs.replace(loaded.config, nats=nats)
-    return UpPlan(loaded, data_dir, path is None, new_password)
+    return UpPlan(loaded, data_dir, path is None, new_password, new_sip_passwords)
 
 
 def service_config(config: Config, index: int) -> Config:
@@ -127,13 +137,19 @@ def print_banner(console: Console, up: UpPlan) -> None:
     console.print(f"  NATS:          {nats_url(config)}", soft_wrap=True)
     if config.desks:
         console.print("  Desks (SIP user = desk name, registrar above):", soft_wrap=True)
+        # SIP passwords go to the terminal once, when the demo makes them; never to a log.
+        show = up.demo and up.new_sip_passwords
         for desk in config.desks:
+            secret = f"  SIP password {desk.sip_password}" if show else ""
             console.print(
-                f"    {desk.name}  {desk.vendor or 'any vendor':<10} MAC {desk.mac}  "
-                f"SIP password {desk.sip_password}",
+                f"    {desk.name}  {desk.vendor or 'any vendor':<10} MAC {desk.mac}{secret}",
                 soft_wrap=True,
             )
     if up.demo:
+        console.print(
+            f"  SIP passwords: {up.data_dir / SIP_PASSWORDS_FILE} (readable by you only)",
+            soft_wrap=True,
+        )
         users = ", ".join(f"{n} {name} (PIN {pin})" for n, name, pin in DEMO_USERS)
         console.print(f"  Demo users:    {users}", soft_wrap=True)
     codes = config.dial_codes

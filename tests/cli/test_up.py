@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ from hotdesk_contracts.events import Cause, LoggedIn, LoggedOut, LogoutReason
 from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.store import EventStore
 from hotdesk_runtime.config import hash_secret, verify_secret
-from hotdesk_runtime.demo import ADMIN_HASH_FILE
+from hotdesk_runtime.demo import ADMIN_HASH_FILE, SIP_PASSWORDS_FILE
 from hotdesk_runtime.directory import load_directory
 from tests.support.natsserver import free_port
 
@@ -50,12 +51,15 @@ def config_text(
 embedded_port = {nats_port}
 
 [sip]
+listen = "127.0.0.1"
 port = {free_port()}
 
 [admin]
+listen = "127.0.0.1"
 port = {free_port()}
 
 [provisioning]
+listen = "127.0.0.1"
 port = {free_port()}
 
 [[extensions]]
@@ -208,7 +212,7 @@ async def test_ledger_survives_restarts_and_reloads_are_validated(
             await up.kill()
 
 
-async def test_demo_prints_the_generated_admin_password_on_first_start_only(
+async def test_demo_prints_its_generated_secrets_on_first_start_only(
     tmp_path: Path,
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTDESK_")}
@@ -225,12 +229,24 @@ async def test_demo_prints_the_generated_admin_password_on_first_start_only(
         assert "100 Alice Archer (PIN 1000)" in banner
         stored = (data_dir / ADMIN_HASH_FILE).read_text().strip()
         assert verify_secret(stored, password)
+        sip_file = data_dir / SIP_PASSWORDS_FILE
+        assert sip_file.stat().st_mode & 0o777 == 0o600
+        sip_passwords = json.loads(sip_file.read_text())
+        shown = dict(re.findall(r"(HD\d{4}) .* SIP password (\S+)", banner))
+        assert shown == {d: sip_passwords[d] for d in ("HD0001", "HD0002", "HD0003")}
+        assert len(set(sip_passwords.values())) == len(sip_passwords) == 7
+        resolved = (data_dir / "resolved-config-sip-edge.json").read_text()
+        assert json.loads(resolved)["sip"]["listen"] == "127.0.0.1"
 
         up.output.clear()
         await up.start()
         assert await up.stop() == 0
-        assert "Admin login" not in "".join(up.output)
+        again = "".join(up.output)
+        assert "Admin login" not in again
+        assert "SIP password " not in again
+        assert all(secret not in again for secret in sip_passwords.values())
         assert (data_dir / ADMIN_HASH_FILE).read_text().strip() == stored
+        assert json.loads(sip_file.read_text()) == sip_passwords
     finally:
         with contextlib.suppress(Exception):
             await up.kill()
