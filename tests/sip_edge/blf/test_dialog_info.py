@@ -13,6 +13,7 @@ from hotdesk_sip_edge.blf.dialog_info import (
     Dialog,
     DialogInfoError,
     Participant,
+    document,
     parse,
     render,
 )
@@ -149,6 +150,17 @@ def test_render_refuses_characters_xml_cannot_carry(char: str) -> None:
         render("sip:a@b", 0, "full", [Dialog(id="1", state="early", call_id=f"x{char}")])
 
 
+def test_a_document_rendered_once_takes_each_subscription_version() -> None:
+    doc = document("sip:100@pbx.example.com", "full", [Dialog(id="d1", state="early")])
+    assert [parse(doc.with_version(v)).version for v in (0, 9, 10, 12345)] == [0, 9, 10, 12345]
+    with pytest.raises(DialogInfoError, match="negative"):
+        doc.with_version(-1)
+    with pytest.raises(DialogInfoError, match="entity"):
+        document("", "full", [])
+    with pytest.raises(DialogInfoError, match="full/partial"):
+        document("sip:a@b", "draft", [])  # type: ignore[arg-type]
+
+
 def test_render_refuses_negative_versions_and_duplicate_ids() -> None:
     with pytest.raises(DialogInfoError, match="negative"):
         render("sip:a@b", -1, "full", [])
@@ -204,3 +216,16 @@ def test_render_then_parse_gives_back_the_document(
     info = parse(render(entity, version, state, dialogs))  # type: ignore[arg-type]
     assert (info.entity, info.version, info.state) == (entity, version, state)
     assert list(info.dialogs) == (dialogs or [Dialog(id=IDLE_DIALOG_ID, state="terminated")])
+
+
+@given(
+    entity=_text.filter(bool),
+    version=st.integers(min_value=0, max_value=2**32),
+    state=st.sampled_from(["full", "partial"]),
+    dialogs=_dialogs(),
+)
+def test_a_document_with_a_version_is_the_document_rendered_with_it(
+    entity: str, version: int, state: str, dialogs: list[Dialog]
+) -> None:
+    once = document(entity, state, dialogs)  # type: ignore[arg-type]
+    assert once.with_version(version) == render(entity, version, state, dialogs)  # type: ignore[arg-type]

@@ -201,6 +201,42 @@ def test_state_change_fans_out_to_every_subscription_to_that_extension_only() ->
     assert all(n.version == 1 and n.cseq == 2 for n in notifies)
 
 
+def test_fan_out_gives_each_subscription_its_own_version_and_entity() -> None:
+    subs = _tags()
+    subs.subscribe(_request("100"), now=0)
+    subs.state_changed("100", [], now=1)
+    subs.subscribe(_request("100", call_id="late@phone"), now=2)
+    subs.subscribe(
+        _request("100", call_id="other-edge@phone", entity_uri="sip:100@edge2.example.com"),
+        now=2,
+    )
+    notifies = subs.state_changed("100", [CALL], now=3)
+    seen = {
+        n.subscription.key.call_id: (parse(n.body).version, parse(n.body).entity, n.version)
+        for n in notifies
+    }
+    assert seen == {
+        "sub-100@phone": (2, "sip:100@pbx.example.com", 2),
+        "late@phone": (1, "sip:100@pbx.example.com", 1),
+        "other-edge@phone": (1, "sip:100@edge2.example.com", 1),
+    }
+    assert all(parse(n.body).dialogs == (CALL,) for n in notifies)
+
+
+def test_a_subscription_after_a_state_change_gets_the_new_state() -> None:
+    subs = _tags()
+    first = subs.subscribe(_request(), now=0).notify
+    assert first is not None
+    assert [d.id for d in parse(first.body).dialogs] == ["idle"]
+    subs.state_changed("100", [CALL], now=1)
+    later = subs.subscribe(_request(call_id="later@phone"), now=2).notify
+    assert later is not None
+    assert parse(later.body).dialogs == (CALL,)
+    subs.state_changed("100", [], now=3)
+    (final,) = [n for n in subs.terminate_all(now=4) if n.subscription.key.call_id == "later@phone"]
+    assert [d.id for d in parse(final.body).dialogs] == ["idle"]
+
+
 def test_expired_subscriptions_end_with_timeout_and_get_no_more_notifies() -> None:
     subs = _tags()
     subs.subscribe(_request(expires=60), now=0)

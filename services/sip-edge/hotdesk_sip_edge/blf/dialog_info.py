@@ -150,6 +150,43 @@ def check(dialogs: list[Dialog]) -> None:
         _dialog(dialog)
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A dialog-info document rendered but for its ``version``.
+
+    Every subscription to an entity gets the same document and only its own ``version``
+    (RFC 4235 section 4.1), so a state change is rendered once and each NOTIFY body is
+    :meth:`with_version` of it: the two byte strings around the version's digits.
+    """
+
+    head: bytes
+    """Everything before the digits of the ``version`` attribute."""
+    tail: bytes
+    """Everything after them."""
+
+    def with_version(self, version: int) -> bytes:
+        """The document with ``version`` (a subscription's NOTIFY counter)."""
+        if version < 0:
+            raise DialogInfoError(f"version must not be negative, got {version}")
+        return b"%s%d%s" % (self.head, version, self.tail)
+
+
+def document(entity_uri: str, state: DocumentState, dialogs: list[Dialog]) -> Document:
+    """The dialog-info document for ``entity_uri`` with ``dialogs``, ready for any
+    ``version``. With no ``dialogs`` the document shows the idle dialog."""
+    if state not in _DOCUMENT_STATES:
+        raise DialogInfoError(f"document state {state!r} is not full/partial")
+    if not entity_uri:
+        raise DialogInfoError("the entity URI must not be empty (RFC 4235 section 4.1)")
+    check(dialogs)
+    head = f'<?xml version="1.0"?>{_EOL}<dialog-info xmlns={quoteattr(NAMESPACE)} version="'
+    lines = [f'" state={quoteattr(state)} entity={_attr(entity_uri)}>']
+    for dialog in dialogs or [idle_dialog()]:
+        lines += _dialog(dialog)
+    lines.append("</dialog-info>")
+    return Document(head.encode("utf-8"), (_EOL.join(lines) + _EOL).encode("utf-8"))
+
+
 def render(entity_uri: str, version: int, state: DocumentState, dialogs: list[Dialog]) -> bytes:
     """The dialog-info document for ``entity_uri``.
 
@@ -158,20 +195,7 @@ def render(entity_uri: str, version: int, state: DocumentState, dialogs: list[Di
     """
     if version < 0:
         raise DialogInfoError(f"version must not be negative, got {version}")
-    if state not in _DOCUMENT_STATES:
-        raise DialogInfoError(f"document state {state!r} is not full/partial")
-    if not entity_uri:
-        raise DialogInfoError("the entity URI must not be empty (RFC 4235 section 4.1)")
-    check(dialogs)
-    lines = [
-        '<?xml version="1.0"?>',
-        f"<dialog-info xmlns={quoteattr(NAMESPACE)} version={quoteattr(str(version))}"
-        f" state={quoteattr(state)} entity={_attr(entity_uri)}>",
-    ]
-    for dialog in dialogs or [idle_dialog()]:
-        lines += _dialog(dialog)
-    lines.append("</dialog-info>")
-    return (_EOL.join(lines) + _EOL).encode("utf-8")
+    return document(entity_uri, state, dialogs).with_version(version)
 
 
 def _child(parent: ET.Element, name: str) -> ET.Element | None:
