@@ -6,7 +6,13 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.system import DESK_PASSWORD, SippRun, System, free_udp_port
+from tests.e2e.system import (
+    DESK_PASSWORD,
+    SippRun,
+    System,
+    free_sipp_media_port,
+    free_udp_port,
+)
 
 
 @dataclass
@@ -64,7 +70,7 @@ async def start_sipp(
         str(port),
         # Its own media port: SIPp binds one even when it sends no RTP.
         "-mp",
-        str(free_udp_port()),
+        str(free_sipp_media_port()),
         *args,
         "-timeout",
         f"{timeout_s}s",

@@ -60,6 +60,26 @@ def free_udp_port() -> int:
     raise RuntimeError("no free port")
 
 
+def free_sipp_media_port() -> int:
+    """A base for SIPp's ``-mp``: SIPp binds it and the ports up to +3 (audio and video
+    RTP and RTCP), so all four must be free on 127.0.0.1, not only the first."""
+    for _ in range(100):
+        base = free_port() & ~1
+        held: list[socket.socket] = []
+        try:
+            for offset in range(4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return base
+    raise RuntimeError("no four consecutive free UDP ports")
+
+
 @functools.cache
 def pin_hash(pin: str) -> str:
     """The argon2 hash of a PIN, once per test session (hashing is slow on purpose)."""
