@@ -8,12 +8,18 @@
 
 Trace context crosses NATS as W3C ``traceparent``/``tracestate`` message headers:
 publishers call :func:`inject_headers`, subscribers :func:`extract_context`.
+:func:`publish_span` and :func:`process_span` wrap both in the producer and consumer
+spans of one message (``publish <Message>`` / ``process <Message>``, with the
+``messaging.*`` attributes), so one login is one trace across every service it
+touches. Span attribute names the services share are the constants below; a PIN, a
+password or a DTMF digit is never a span attribute.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +30,9 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 from hotdesk_contracts.directory import TelemetrySettings
 
@@ -33,6 +41,21 @@ log = logging.getLogger("hotdesk.telemetry")
 # W3C Trace Context only (https://www.w3.org/TR/trace-context/): what other NATS
 # clients and collectors understand without baggage.
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+# Span attributes. OpenTelemetry has no SIP conventions: ``sip.*`` follows the header
+# names; ``hotdesk.*`` are this project's own.
+SIP_METHOD = "sip.method"
+SIP_CALL_ID = "sip.call_id"
+SIP_STATUS_CODE = "sip.status_code"
+SIP_EVENT = "sip.event"
+DESK = "hotdesk.desk"
+USER = "hotdesk.user"
+FEATURE = "hotdesk.feature"
+MESSAGING_SYSTEM = "messaging.system"
+MESSAGING_DESTINATION = "messaging.destination.name"
+MESSAGING_OPERATION = "messaging.operation.type"
+MESSAGING_OPERATION_NAME = "messaging.operation.name"
+MESSAGING_MESSAGE_ID = "messaging.message.id"
 
 
 @dataclass
@@ -127,6 +150,78 @@ def extract_context(headers: Mapping[str, str] | None) -> otel_context.Context:
     return _PROPAGATOR.extract(dict(headers or {}))
 
 
+def traceparent(context: otel_context.Context | None = None) -> str:
+    """The W3C ``traceparent`` of ``context`` (default: the current span), ``""`` when
+    no span is recording: to store where a later step of the same trace finds it."""
+    return inject_headers(context=context).get("traceparent", "")
+
+
+def context_of(value: str) -> otel_context.Context:
+    """The trace context a stored ``traceparent`` value names (empty for ``""``): pass
+    it as ``context=`` so a span continues that trace."""
+    return extract_context({"traceparent": value} if value else None)
+
+
+def messaging_attributes(subject: str, operation: str) -> dict[str, AttributeValue]:
+    """The ``messaging.*`` span attributes of one NATS message on ``subject``;
+    ``operation`` is ``publish``, ``request`` or ``process``."""
+    return {
+        MESSAGING_SYSTEM: "nats",
+        MESSAGING_DESTINATION: subject,
+        MESSAGING_OPERATION: "process" if operation == "process" else "send",
+        MESSAGING_OPERATION_NAME: operation,
+    }
+
+
+@contextlib.contextmanager
+def publish_span(
+    tracer: trace.Tracer,
+    message: str,
+    subject: str,
+    *,
+    context: otel_context.Context | None = None,
+    headers: Mapping[str, str] | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    kind: SpanKind = SpanKind.PRODUCER,
+) -> Iterator[dict[str, str]]:
+    """A ``publish <message>`` span (``message``: the type sent, e.g. ``FeatureDialled``)
+    around sending one message to ``subject``; yields the headers to send it with:
+    ``headers`` plus this span's trace context.
+
+    The span is a child of ``context`` (default: the current span). Use it as::
+
+        with publish_span(tracer, "PlayPrompts", subject) as headers:
+            await nc.publish(subject, data, headers=headers)
+    """
+    operation = "request" if kind is SpanKind.CLIENT else "publish"
+    with tracer.start_as_current_span(
+        f"{operation} {message}",
+        context=context,
+        kind=kind,
+        attributes={**messaging_attributes(subject, operation), **(attributes or {})},
+    ):
+        yield inject_headers(dict(headers or {}))
+
+
+def process_span(
+    tracer: trace.Tracer,
+    message: str,
+    subject: str,
+    headers: Mapping[str, str] | None,
+    *,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> contextlib.AbstractContextManager[Span]:
+    """A ``process <message>`` consumer span continuing the trace the message's
+    ``headers`` carry (a trace of its own when they carry none, never whatever span
+    happens to be current in the subscriber's callback)."""
+    return tracer.start_as_current_span(
+        f"process {message}",
+        context=extract_context(headers),
+        kind=SpanKind.CONSUMER,
+        attributes={**messaging_attributes(subject, "process"), **(attributes or {})},
+    )
+
+
 def current_trace_id() -> str | None:
     """The current trace id as 32 hex digits, if a span is recording."""
     span = trace.get_current_span().get_span_context()
@@ -134,10 +229,27 @@ def current_trace_id() -> str | None:
 
 
 __all__ = [
+    "DESK",
+    "FEATURE",
+    "MESSAGING_DESTINATION",
+    "MESSAGING_MESSAGE_ID",
+    "MESSAGING_OPERATION",
+    "MESSAGING_OPERATION_NAME",
+    "MESSAGING_SYSTEM",
+    "SIP_CALL_ID",
+    "SIP_EVENT",
+    "SIP_METHOD",
+    "SIP_STATUS_CODE",
+    "USER",
     "Telemetry",
+    "context_of",
     "current_trace_id",
     "extract_context",
     "inject_headers",
+    "messaging_attributes",
+    "process_span",
+    "publish_span",
     "service_name",
     "setup_telemetry",
+    "traceparent",
 ]
