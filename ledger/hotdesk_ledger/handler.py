@@ -32,8 +32,10 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
+from opentelemetry import trace
+
 from hotdesk_contracts import subjects
-from hotdesk_contracts.commands import LedgerCommand, LogIn, LogOut
+from hotdesk_contracts.commands import ClearPinLockout, LedgerCommand, LogIn, LogOut
 from hotdesk_contracts.directory import Policies
 from hotdesk_contracts.events import LedgerEvent, LoggedIn, LoggedOut, Roamed
 
@@ -51,10 +53,11 @@ from .aggregates import (
     settle_lockout,
     user_history_complete,
 )
-from .errors import ConcurrencyConflict
+from .errors import ConcurrencyConflict, DomainError
 from .store import EventStore, UnreadableEvent
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("hotdesk_ledger")
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -156,27 +159,53 @@ class Ledger:
     ) -> list[LedgerEvent]:
         """Decide ``command`` and append its events; return the events appended.
 
-        ``now`` defaults to ``command.at``. ``headers`` (e.g. W3C trace context) are
-        added to every published message. A conflict reloads and decides again, up to
-        ``max_attempts`` times, then raises :class:`ConcurrencyConflict`. A refusal
-        raises the aggregate's :class:`~hotdesk_ledger.errors.DomainError`.
+        ``now`` defaults to ``command.at``. ``headers`` are added to every published
+        message. A conflict reloads and decides again, up to ``max_attempts`` times,
+        then raises :class:`ConcurrencyConflict`. A refusal raises the aggregate's
+        :class:`~hotdesk_ledger.errors.DomainError`.
+
+        Runs in an ``execute <Command>`` span, a child of the caller's current span;
+        each appended event's ``publish`` span is a child of it.
         """
         at = now or command.at
-        if isinstance(command, LogIn):
-            events = await self._log_in(command, at, headers)
-        elif isinstance(command, LogOut):
-            events = await self._log_out(command, at, headers)
-        else:
-            events = await self._pin(command, at, headers)
-        log.info(
-            "ledger command executed",
-            extra={
-                "command": type(command).__name__,
-                "command_id": command.command_id,
-                "correlation_id": command.correlation_id,
-                "events": [type(e).__name__ for e in events],
-            },
-        )
+        name = type(command).__name__
+        attributes = {"hotdesk.command": name}
+        if command.user:
+            attributes["hotdesk.user"] = command.user
+        if not isinstance(command, ClearPinLockout):
+            attributes["hotdesk.desk"] = command.desk
+        with _tracer.start_as_current_span(
+            f"execute {name}",
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                if isinstance(command, LogIn):
+                    events = await self._log_in(command, at, headers)
+                elif isinstance(command, LogOut):
+                    events = await self._log_out(command, at, headers)
+                else:
+                    events = await self._pin(command, at, headers)
+            except DomainError as exc:
+                # A refusal is an answer, not a failure of the ledger.
+                span.set_attribute("hotdesk.refused", exc.code)
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+                raise
+            names = [type(e).__name__ for e in events]
+            span.set_attribute("hotdesk.events", names)
+            log.info(
+                "ledger command executed",
+                extra={
+                    "command": name,
+                    "command_id": command.command_id,
+                    "correlation_id": command.correlation_id,
+                    "events": names,
+                },
+            )
         return events
 
     async def _log_in(

@@ -27,6 +27,11 @@ upgrade) must not break every lookup: :meth:`EventStore.read` and :meth:`EventSt
 skip it and log it, and :meth:`EventStore.last` / :meth:`EventStore.last_of_each`
 return it as an :class:`UnreadableEvent`, so the caller can treat that one aggregate as
 unknown while everything else keeps working.
+
+Every appended message is published inside a ``publish <Event>`` producer span and
+carries that span's W3C trace context in its ``traceparent`` header, so whoever
+consumes the event (the provisioner's reprovision trigger, say) continues the trace of
+the login that wrote it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from hotdesk_contracts import streams
 from hotdesk_contracts.codec import EventDecodeError, decode_event, encode_event
@@ -50,6 +58,10 @@ from .errors import ConcurrencyConflict
 from .snapshot import read_snapshot
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("hotdesk_ledger")
+# W3C Trace Context, as hotdesk_runtime.telemetry propagates it (the ledger is below
+# the runtime, so it holds its own propagator).
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 WRONG_LAST_SEQUENCE = 10071
 """JetStream API error code: ``Nats-Expected-Last-Subject-Sequence`` did not match."""
@@ -246,7 +258,9 @@ class EventStore:
         subject; ``None`` appends unconditionally). Each event is published with
         ``Nats-Msg-Id`` = its ``event_id`` (or ``<msg_id>:<index>`` when ``msg_id`` is
         given); later events of the same call expect the sequence of the one before.
-        ``headers`` (e.g. W3C trace context) are added to every message.
+        ``headers`` are added to every message; each message carries the trace
+        context of its own ``publish`` span unless ``headers`` bring a ``traceparent``
+        (then that one is stored as given and the span continues it).
 
         Raises :class:`ConcurrencyConflict` on JetStream error 10071. A duplicate is
         not an error: it stores nothing and counts in ``duplicates``.
@@ -255,17 +269,42 @@ class EventStore:
         result_stored: list[StoredEvent] = []
         duplicates = 0
         last = expected or 0
+        given = dict(headers or {})
+        parent = _PROPAGATOR.extract(given) if "traceparent" in given else None
         for index, event in enumerate(events):
-            hdrs = dict(headers or {})
+            hdrs = dict(given)
             hdrs["Nats-Msg-Id"] = f"{msg_id}:{index}" if msg_id else event.event_id
             if expected is not None:
                 hdrs["Nats-Expected-Last-Subject-Sequence"] = str(expected)
-            try:
-                ack = await self.js.publish(subject, encode_event(event), headers=hdrs)
-            except APIError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
-                    raise ConcurrencyConflict(subject, expected, exc.description or "") from exc
-                raise
+            with _tracer.start_as_current_span(
+                f"publish {type(event).__name__}",
+                context=parent,
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.destination.name": subject,
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "publish",
+                    "messaging.message.id": hdrs["Nats-Msg-Id"],
+                },
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                if parent is None:
+                    _PROPAGATOR.inject(hdrs)
+                try:
+                    ack = await self.js.publish(subject, encode_event(event), headers=hdrs)
+                except APIError as exc:
+                    if exc.err_code == WRONG_LAST_SEQUENCE:
+                        # An outcome the handler retries, not a failed publish.
+                        span.set_attribute("hotdesk.conflict", True)
+                        raise ConcurrencyConflict(subject, expected, exc.description or "") from exc
+                    _failed(span, exc)
+                    raise
+                except Exception as exc:
+                    _failed(span, exc)
+                    raise
+                span.set_attribute("hotdesk.ledger.seq", ack.seq)
             if ack.duplicate:
                 duplicates += 1
                 log.info(
@@ -278,3 +317,8 @@ class EventStore:
             if expected is not None:
                 expected = ack.seq
         return AppendResult(last_seq=last, stored=result_stored, duplicates=duplicates)
+
+
+def _failed(span: trace.Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
