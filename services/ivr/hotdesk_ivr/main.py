@@ -5,25 +5,32 @@ each call is claimed by exactly one IVR instance however many run. The instance 
 follows that call's events, sends commands to the edge holding it, checks PINs and
 writes the ledger. :class:`IvrCall` is the adapter around the pure
 :class:`~hotdesk_ivr.flows.CallFlow`.
+
+Each call runs in one ``ivr <feature>`` span that continues the trace the dial event's
+headers carry (the edge's INVITE), so the commands it sends, its PIN check and its
+ledger command belong to the login's trace; its logs carry the call, desk and trace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from hotdesk_contracts import subjects
 from hotdesk_contracts.commands import HangUp as HangUpCommand
@@ -35,7 +42,18 @@ from hotdesk_ledger.aggregates import DeskState, UserState
 from hotdesk_ledger.errors import DomainError
 from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.store import EventStore
+from hotdesk_runtime import pins
 from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.logging import log_context
+from hotdesk_runtime.telemetry import (
+    DESK,
+    FEATURE,
+    SIP_CALL_ID,
+    USER,
+    extract_context,
+    messaging_attributes,
+    publish_span,
+)
 
 from . import flows, prompts
 
@@ -49,7 +67,7 @@ as if it had: an edge event lost on the way must not leave the flow (and the cal
 waiting for a digit timer that never starts. Longer than any prompt we play."""
 
 log = logging.getLogger(__name__)
-_hasher = PasswordHasher()
+_tracer = trace.get_tracer("hotdesk_ivr")
 
 
 class LedgerPort(Protocol):
@@ -64,29 +82,79 @@ class LedgerPort(Protocol):
     ) -> list[LedgerEvent]: ...
 
 
-_dummy_hash: str | None = None
+_dummy_hashes: dict[str, str] = {}
 
 
-def _dummy() -> str:
-    """An argon2 hash of a random secret, made with the same parameters as real ones."""
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = _hasher.hash(secrets.token_hex(16))
-    return _dummy_hash
+def _dummy(pepper: str) -> str:
+    """A PIN hash of a random secret, made as ``hotdesk hash-pin`` makes real ones."""
+    hit = _dummy_hashes.get(pepper)
+    if hit is None:
+        hit = _dummy_hashes[pepper] = pins.hash_pin(secrets.token_hex(16), pepper)
+    return hit
 
 
-def verify_pin(pin: str, pin_hash: str) -> bool:
-    """Whether ``pin`` matches its argon2 hash (slow on purpose: run it in a thread).
+def verify_pin(pin: str, pin_hash: str, pepper: str = "") -> bool:
+    """Whether ``pin`` matches its PIN hash (see :mod:`hotdesk_runtime.pins`; run it in
+    a thread: argon2 releases the GIL while it works).
 
     An empty ``pin_hash`` (an unknown extension, or one that may not log in) is checked
-    against a dummy hash and is never right: it takes as long as a real check, so the
-    time to "wrong PIN" does not tell whether the extension exists.
+    against a dummy hash and is never right: it takes as long as a check of a hash
+    ``hotdesk hash-pin`` made, so the time to "wrong PIN" does not tell whether the
+    extension exists. Raises :class:`~hotdesk_runtime.pins.PepperMismatch` when the hash
+    was peppered with another key than ``pepper``: that is no wrong PIN.
     """
-    try:
-        ok = _hasher.verify(pin_hash or _dummy(), pin)
-    except (VerificationError, InvalidHashError):
-        return False
+    ok = pins.verify_pin_hash(pin_hash or _dummy(pepper), pin, pepper)
     return ok and bool(pin_hash)
+
+
+class PinChecker:
+    """Checks PINs in a thread pool of its own, beside the event loop.
+
+    argon2 runs in C without the GIL, so checks use the other cores while the loop goes
+    on claiming calls and relaying digits. The pool's size (one thread per core) bounds
+    how many run at once: a burst of checks, or old hashes with heavy parameters, waits
+    here instead of crowding the loop's core with more hashing threads than cores.
+    """
+
+    def __init__(self, pepper: str = "", *, workers: int | None = None) -> None:
+        self.pepper = pepper
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or os.cpu_count() or 1, thread_name_prefix="pin-check"
+        )
+
+    async def check(self, pin: str, pin_hash: str) -> bool:
+        """Whether ``pin`` matches ``pin_hash`` (see :func:`verify_pin`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, verify_pin, pin, pin_hash, self.pepper)
+
+    async def warm(self) -> None:
+        """Make the dummy hash now, so the first unknown extension waits no longer."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, _dummy, self.pepper)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def uncheckable_pins(directory: Directory, pepper: str) -> list[str]:
+    """The extensions whose PIN hash ``pepper`` cannot check: peppered with another
+    key, or peppered while no pepper is configured."""
+    mine = pins.fingerprint(pepper) if pepper else None
+    out = []
+    for ext in directory.extensions:
+        fp, _ = pins.split_pin_hash(ext.pin_hash)
+        if fp is not None and fp != mine:
+            out.append(ext.number)
+    return out
+
+
+def _report_uncheckable(directory: Directory, pepper: str) -> None:
+    numbers = uncheckable_pins(directory, pepper)
+    if numbers:
+        log.error(
+            "PIN hashes made with another pepper than pins.pepper: these users cannot log "
+            "in until the pepper or their hashes are fixed",
+            extra={"extensions": numbers[:20], "count": len(numbers)},
+        )
 
 
 def _now() -> datetime:
@@ -105,11 +173,18 @@ class IvrCall:
         directory: Directory,
         clock: Callable[[], datetime] = _now,
         play_guard_seconds: float = PLAY_GUARD_SECONDS,
+        pin_checker: PinChecker | None = None,
+        trace_parent: otel_context.Context | None = None,
+        dial_subject: str = "",
     ) -> None:
         self.nc = nc
+        self._trace_parent = trace_parent
+        """The trace the dial event carried (``None``: the current one)."""
+        self._dial_subject = dial_subject or subjects.EDGE_DIAL_ALL
         self._play_guard_seconds = play_guard_seconds
         self._guards: dict[str, asyncio.TimerHandle] = {}
         self.ledger = ledger
+        self.pin_checker = pin_checker
         self.dialled = dialled
         self.claim_id = uuid.uuid4().hex
         """This IVR's own id for the call, for its ledger commands (see CallFlow)."""
@@ -130,17 +205,43 @@ class IvrCall:
 
     async def run(self) -> None:
         """Follow the call until its flow is done (or it outlives ``MAX_CALL_SECONDS``)."""
+        dialled = self.dialled
+        with (
+            _tracer.start_as_current_span(
+                f"ivr {dialled.feature}",
+                context=self._trace_parent,
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    **messaging_attributes(self._dial_subject, "process"),
+                    SIP_CALL_ID: dialled.call_id,
+                    DESK: dialled.caller,
+                    FEATURE: dialled.feature,
+                },
+            ) as span,
+            log_context(call_id=dialled.call_id, desk=dialled.caller),
+        ):
+            try:
+                await self._follow()
+            finally:
+                if self.flow.user is not None:
+                    span.set_attribute(USER, self.flow.user)
+
+    async def _follow(self) -> None:
         sub = await self.nc.subscribe(
             subjects.edge_call_events(self.dialled.call_id), cb=self._on_event
         )
+        span = trace.get_current_span()
         try:
             await asyncio.wait_for(self._drive(), MAX_CALL_SECONDS)
         except TimeoutError:
             self._log(logging.ERROR, "call outlived the IVR's limit: dropped")
-        except Exception:
+            span.set_status(trace.StatusCode.ERROR, "call outlived the IVR's limit")
+        except Exception as exc:
             # The bus or the ledger failed under us: tell the caller rather than leave
             # them listening to silence.
             log.exception("IVR call failed", extra=self._fields)
+            span.record_exception(exc)
+            span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
             await self._give_up()
         finally:
             self._cancel_timer()
@@ -210,12 +311,22 @@ class IvrCall:
         elif isinstance(action, flows.Lookup):
             return await self._lookup(action)
         elif isinstance(action, flows.VerifyPin):
-            ok = await asyncio.to_thread(verify_pin, action.pin, action.pin_hash)
-            self._log(logging.INFO, "PIN checked", user=self.flow.user, ok=ok)
+            # The span says whose PIN and whether it was right; never the PIN.
+            with _tracer.start_as_current_span("verify PIN") as span:
+                ok = await self._check_pin(action.pin, action.pin_hash)
+                span.set_attribute("hotdesk.pin_ok", ok)
+                if self.flow.user is not None:
+                    span.set_attribute(USER, self.flow.user)
+                self._log(logging.INFO, "PIN checked", user=self.flow.user, ok=ok)
             return flows.PinChecked(ok)
         elif isinstance(action, flows.Execute):
             return await self._execute(action.command)
         return None
+
+    async def _check_pin(self, pin: str, pin_hash: str) -> bool:
+        if self.pin_checker is None:
+            return await asyncio.to_thread(verify_pin, pin, pin_hash)
+        return await self.pin_checker.check(pin, pin_hash)
 
     async def _lookup(self, action: flows.Lookup) -> flows.Facts:
         desk = await self.ledger.desk(action.desk)
@@ -254,7 +365,13 @@ class IvrCall:
             log.exception("could not end the failed call", extra=self._fields)
 
     async def _command(self, command: msgspec.Struct) -> None:
-        await self.nc.publish(self._edge, msgspec.json.encode(command))
+        with publish_span(
+            _tracer,
+            type(command).__name__,
+            self._edge,
+            attributes={SIP_CALL_ID: self.dialled.call_id},
+        ) as headers:
+            await self.nc.publish(self._edge, msgspec.json.encode(command), headers=headers)
 
     def _play_unreported(self, play_id: str) -> None:
         self._guards.pop(play_id, None)
@@ -277,10 +394,12 @@ class Ivr:
         directory: Callable[[], Directory],
         *,
         play_guard_seconds: float = PLAY_GUARD_SECONDS,
+        pin_checker: PinChecker | None = None,
     ) -> None:
         self.nc = nc
         self.play_guard_seconds = play_guard_seconds
         self.ledger = ledger
+        self.pin_checker = pin_checker
         self.directory = directory
         self.calls: dict[str, asyncio.Task[None]] = {}
         self._dialled: dict[str, FeatureDialled] = {}
@@ -310,6 +429,9 @@ class Ivr:
             dialled=dialled,
             directory=self.directory(),
             play_guard_seconds=self.play_guard_seconds,
+            pin_checker=self.pin_checker,
+            trace_parent=extract_context(msg.headers),
+            dial_subject=msg.subject,
         )
         task = asyncio.create_task(call.run())
         self.calls[dialled.call_id] = task
@@ -335,9 +457,13 @@ async def serve(ctx: ServiceContext) -> None:
     store = EventStore(ctx.js)
     await store.ensure_stream()
     ledger = Ledger(store, ctx.directory.policies)
+    pepper = ctx.config.pins.pepper
+    checker = PinChecker(pepper)
+    _report_uncheckable(ctx.directory, pepper)
 
     async def directory_changed(_old: Directory, new: Directory) -> None:
         ledger.policies = new.policies
+        _report_uncheckable(new, pepper)
 
     ctx.on_directory_change(directory_changed)
     roots = [prompts.BUNDLED_DIR]
@@ -345,10 +471,11 @@ async def serve(ctx: ServiceContext) -> None:
         roots.append(Path(ctx.config.prompts_dir))
     installed = await prompts.install_bundled(ctx.js, roots=roots)
     ctx.log.info("prompt sets ready", extra={"installed": installed})
-    ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory)
+    ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory, pin_checker=checker)
     await ivr.start()
-    await asyncio.to_thread(_dummy)  # made now, so the first unknown extension waits no longer
+    await checker.warm()
     try:
         await ctx.stopping.wait()
     finally:
         await ivr.close()
+        checker.close()
