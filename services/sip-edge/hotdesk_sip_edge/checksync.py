@@ -6,7 +6,8 @@ group) to send ``SendCheckSync``. :class:`CheckSyncSender` sends an out-of-dialo
 check-sync`` this way) to each live contact of the desk, through its Path (RFC 3327
 §5.3), and waits for each client transaction's final response or Timer F (RFC 3261
 §17.1.2.2). :class:`CheckSyncResponder` is the bus adapter that answers the provisioner
-with a ``CheckSyncResult``.
+with a ``CheckSyncResult``; it sends the NOTIFYs in a ``NOTIFY check-sync`` span that
+continues the trace the request's headers carry (the reprovision of a login).
 """
 
 from __future__ import annotations
@@ -23,10 +24,21 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from hotdesk_contracts import subjects
 from hotdesk_contracts.commands import EdgeCommand, SendCheckSync
 from hotdesk_contracts.messages import CheckSyncResult
+from hotdesk_runtime.logging import log_context
+from hotdesk_runtime.telemetry import (
+    DESK,
+    SIP_EVENT,
+    SIP_METHOD,
+    SIP_STATUS_CODE,
+    extract_context,
+    messaging_attributes,
+)
 
 from .awaited import AwaitedTransaction
 from .location import Binding, LocationStore, live
@@ -37,6 +49,7 @@ from .sip.transport import Source
 from .sip.uri import UriError, parse_uri
 
 log = logging.getLogger("hotdesk.sip_edge.checksync")
+_tracer = trace.get_tracer("hotdesk_sip_edge")
 
 MAGIC = "z9hG4bK"
 QUEUE_GROUP = "sip-edge"
@@ -188,11 +201,28 @@ class CheckSyncResponder:
         if not isinstance(command, SendCheckSync):
             log.info("command not for any edge", extra={"type": type(command).__name__})
             return
-        status, contacts = await self.sender.send(command.desk, command.event)
-        log.info(
-            "check-sync sent",
-            extra={"desk": command.desk, "status": status, "contacts": contacts},
-        )
+        with (
+            _tracer.start_as_current_span(
+                "NOTIFY check-sync",
+                context=extract_context(msg.headers),
+                kind=SpanKind.CLIENT,
+                attributes={
+                    **messaging_attributes(msg.subject, "process"),
+                    SIP_METHOD: "NOTIFY",
+                    SIP_EVENT: command.event,
+                    DESK: command.desk,
+                    "hotdesk.reprovision_id": command.reprovision_id,
+                },
+            ) as span,
+            log_context(desk=command.desk),
+        ):
+            status, contacts = await self.sender.send(command.desk, command.event)
+            span.set_attribute(SIP_STATUS_CODE, status)
+            span.set_attribute("hotdesk.contacts", contacts)
+            log.info(
+                "check-sync sent",
+                extra={"desk": command.desk, "status": status, "contacts": contacts},
+            )
         if msg.reply:
             result = CheckSyncResult(
                 at=datetime.now(UTC),

@@ -8,6 +8,10 @@ transaction, so it is retransmitted over UDP until answered.
 
 Whether a logout came from the provisioned logout key is decided by the Request-URI
 alone: the key dials ``config.sip.logout_key_uri``; no header is trusted for it.
+
+The INVITE starts the call's trace: an ``INVITE <feature>`` server span, inside which
+the bridge is opened, so every event the bridge publishes for the call (the dial event
+first) carries that trace to the IVR.
 """
 
 from __future__ import annotations
@@ -21,7 +25,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from hotdesk_contracts.dialplan import Login, Logout
+from hotdesk_runtime.logging import log_context
+from hotdesk_runtime.telemetry import (
+    DESK,
+    FEATURE,
+    SIP_CALL_ID,
+    SIP_METHOD,
+    SIP_STATUS_CODE,
+    USER,
+)
 
 from .media.dtmf_info import DtmfInfoError
 from .media.ivr_bridge import IvrBridge, SendBye
@@ -36,6 +53,7 @@ from .sip.transport import Source
 from .sip.uri import UriError, parse_uri
 
 log = logging.getLogger("hotdesk.sip_edge.ivr_calls")
+_tracer = trace.get_tracer("hotdesk_sip_edge")
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 MAGIC = "z9hG4bK"
@@ -139,7 +157,40 @@ class IvrCalls:
     async def handle(
         self, invite: SipRequest, caller: Caller, classification: Login | Logout
     ) -> SipResponse:
-        """Answer the INVITE: 200 OK with the SDP answer, or 488/400/503."""
+        """Answer the INVITE: 200 OK with the SDP answer, or 488/400/503.
+
+        A new trace starts here (a phone sends no trace context): the ``INVITE
+        <feature>`` span is the root of the login's trace.
+        """
+        existing = self.dialogs.get(invite.call_id)
+        if existing is not None:
+            return existing.ok  # a retransmission: no new trace
+        feature, argument = feature_of(classification)
+        desk = caller.desk or caller.identity
+        attributes = {
+            SIP_METHOD: "INVITE",
+            SIP_CALL_ID: invite.call_id,
+            DESK: desk,
+            FEATURE: feature,
+        }
+        if argument:
+            attributes[USER] = argument
+        with (
+            _tracer.start_as_current_span(
+                f"INVITE {feature}",
+                context=otel_context.Context(),
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+            ) as span,
+            log_context(call_id=invite.call_id, desk=desk),
+        ):
+            response = await self._answer(invite, caller, classification)
+            span.set_attribute(SIP_STATUS_CODE, response.status)
+            return response
+
+    async def _answer(
+        self, invite: SipRequest, caller: Caller, classification: Login | Logout
+    ) -> SipResponse:
         assert self._net is not None, "attach the edge first"
         call_id = invite.call_id
         existing = self.dialogs.get(call_id)

@@ -7,6 +7,11 @@ answer for the 200 OK), calls :meth:`IvrBridge.start` once the 200 OK is sent,
 phone hangs up. The bridge publishes the dial, DTMF, played and ended events, and
 carries out the IVR's commands, which :class:`IvrCommandRouter` delivers from the
 edge's command subject.
+
+The bridge keeps the trace context it was opened in (the INVITE's span): every event
+it publishes is a ``publish <Event>`` span of that trace, its context in the message
+headers; each command is handled in a ``process <Command>`` span continuing the
+trace its headers carry.
 """
 
 from __future__ import annotations
@@ -21,14 +26,18 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from hotdesk_contracts import subjects
 from hotdesk_contracts.commands import EdgeCommand, HangUp, PlayPrompts, StopPlayback
 from hotdesk_contracts.messages import CallEnded, DtmfReceived, FeatureDialled, PromptsPlayed
+from hotdesk_runtime.telemetry import SIP_CALL_ID, process_span, publish_span
 
 from .session import MediaSession, PromptSource
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("hotdesk_sip_edge")
 
 SendBye = Callable[[], Awaitable[None] | None]
 CLAIM_TIMEOUT_SECONDS = 5.0
@@ -92,6 +101,8 @@ class IvrBridge:
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_ended: Callable[[IvrBridge], None] | None = None
         """Called once the call is over (the router uses it to forget the call)."""
+        self.trace_context = otel_context.get_current()
+        """The trace the call's events belong to: the one current when it was opened."""
 
     @classmethod
     async def answer_call(
@@ -325,7 +336,14 @@ class IvrBridge:
         )
 
     async def _publish(self, subject: str, message: msgspec.Struct) -> None:
-        await self.nc.publish(subject, msgspec.json.encode(message))
+        with publish_span(
+            _tracer,
+            type(message).__name__,
+            subject,
+            context=self.trace_context,
+            attributes={SIP_CALL_ID: self.call_id},
+        ) as headers:
+            await self.nc.publish(subject, msgspec.json.encode(message), headers=headers)
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -367,14 +385,16 @@ class IvrCommandRouter:
         except msgspec.ValidationError as exc:
             log.error("undecodable edge command", extra={"error": str(exc)})
             return
-        if isinstance(command, PlayPrompts | StopPlayback | HangUp):
-            bridge = self.bridges.get(command.call_id)
-            if bridge is None:
-                log.info("command for an unknown call", extra={"call_id": command.call_id})
-                return
-            await bridge.command(command)
-        elif self.other is not None:
-            await self.other(command)
+        with process_span(_tracer, type(command).__name__, msg.subject, msg.headers):
+            if isinstance(command, PlayPrompts | StopPlayback | HangUp):
+                trace.get_current_span().set_attribute(SIP_CALL_ID, command.call_id)
+                bridge = self.bridges.get(command.call_id)
+                if bridge is None:
+                    log.info("command for an unknown call", extra={"call_id": command.call_id})
+                    return
+                await bridge.command(command)
+            elif self.other is not None:
+                await self.other(command)
 
     async def close(self) -> None:
         if self._sub is not None:
