@@ -4,6 +4,7 @@ BYE, the check-sync NOTIFY, its targets and results."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from hotdesk_contracts.dialplan import Login, Logout
 from hotdesk_sip_edge.awaited import AwaitedTransaction
@@ -30,6 +31,11 @@ class FakeNetwork:
     async def send_request(self, request: SipRequest, target: Source) -> bool:
         self.sent.append((request, target))
         return True
+
+    async def send_serialized(self, data: bytes, target: Source) -> bool:
+        request = parse(data)
+        assert isinstance(request, SipRequest)
+        return await self.send_request(request, target)
 
     def send_response(self, response: SipResponse, target: Source) -> None:
         pass
@@ -205,3 +211,46 @@ async def test_blf_subscription_ends_when_its_notify_is_answered_481() -> None:
     tx.receive(481, 1.0)
     await asyncio.sleep(0)
     assert len(subscriptions) == 0
+
+
+async def test_blf_notifies_follow_a_refresh_that_moves_the_remote_target() -> None:
+    subscriptions = Subscriptions(["101"])
+    request = SubscribeRequest(
+        call_id="sub-2",
+        from_tag="ft",
+        to_tag=None,
+        cseq=1,
+        event="dialog",
+        extension="101",
+        entity_uri="sip:101@192.0.2.10",
+        from_uri="sip:HD0002@192.0.2.10",
+        to_uri="sip:101@192.0.2.10",
+        contact="sip:HD0002@10.0.0.5:5062",
+        authenticated=True,
+        expires=600,
+    )
+    first = subscriptions.subscribe(request, 0.0)
+    assert first.notify is not None
+    assert first.local_tag is not None
+    network = FakeNetwork()
+    notifier = BlfNotifier(
+        subscriptions=subscriptions,
+        auth=lambda: None,  # type: ignore[arg-type,return-value]
+        passwords=lambda user: None,
+        network=lambda: network,
+    )
+    await notifier.send(first.notify)
+    moved = replace(request, to_tag=first.local_tag, cseq=2, contact="sip:HD0002@10.0.0.9:5070")
+    refreshed = subscriptions.subscribe(moved, 1.0)
+    assert refreshed.notify is not None
+    await notifier.send(refreshed.notify)
+    (change,) = subscriptions.state_changed("101", [], 2.0)
+    await notifier.send(change)
+    assert [(r.uri, r.cseq.seq, t) for r, t in network.sent] == [
+        ("sip:HD0002@10.0.0.5:5062", 1, Source("UDP", "10.0.0.5", 5062)),
+        ("sip:HD0002@10.0.0.9:5070", 2, Source("UDP", "10.0.0.9", 5070)),
+        ("sip:HD0002@10.0.0.9:5070", 3, Source("UDP", "10.0.0.9", 5070)),
+    ]
+    branches = {r.top_via.branch for r, _ in network.sent}
+    assert len(branches) == 3
+    assert [b for b, _, _ in network.tracked] == [r.top_via.branch for r, _ in network.sent]

@@ -15,11 +15,18 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Protocol
 
 from .auth import Authenticator, PasswordLookup, Verdict
 from .awaited import AwaitedTransaction
-from .blf.notify import SubscribeFieldsError, build_notify, subscribe_request, subscribe_response
+from .blf.notify import (
+    NotifyWire,
+    SubscribeFieldsError,
+    notify_wire,
+    subscribe_request,
+    subscribe_response,
+)
 from .blf.subscriptions import (
     EVENT_PACKAGE,
     NotifyToSend,
@@ -27,7 +34,7 @@ from .blf.subscriptions import (
     Subscriptions,
 )
 from .proxy import next_hop
-from .sip.headers import HeaderError, Via
+from .sip.headers import HeaderError, Via, parse_name_addr
 from .sip.message import SipRequest, SipResponse, response_to
 from .sip.transaction import ClientTransaction
 from .sip.transport import Source
@@ -44,8 +51,8 @@ class NotifyNetwork(Protocol):
     host: str
     port: int
 
-    async def send_request(self, request: SipRequest, target: Source) -> bool:
-        """Send a request to ``target``."""
+    async def send_serialized(self, data: bytes, target: Source) -> bool:
+        """Send a request already in wire form to ``target``."""
         ...
 
     def track(self, branch: str, tx: ClientTransaction, target: Source) -> None:
@@ -79,6 +86,7 @@ class BlfNotifier:
         self._clock = clock
         self._monotonic = monotonic
         self._sources: dict[SubscriptionKey, Source] = {}
+        self._routes: dict[SubscriptionKey, _Route] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, request: SipRequest, source: Source) -> SipResponse:
@@ -141,22 +149,36 @@ class BlfNotifier:
         sub = notify.subscription
         key = sub.key
         source = self._sources.get(key)
+        route = self._routes.get(key)
+        if route is None or route.source != source or not route.wire.fits(notify):
+            route = self._route(notify, source, net)
+            self._routes[key] = route
         if notify.terminated:
             self._sources.pop(key, None)
-        transport = source.transport if source is not None else "UDP"
+            self._routes.pop(key, None)
         branch = MAGIC + secrets.token_hex(8)
-        via = Via(transport, net.host, net.port, (("branch", branch), ("rport", None)))
-        request = build_notify(notify, via=via, contact=f"sip:{net.host}:{net.port}")
-        target = self._target(request, source, transport)
-        if target is None or not await net.send_request(request, target):
+        via = f"{route.via_head};branch={branch};rport"
+        data = route.wire.render(notify, via)
+        target = route.target
+        if target is None or not await net.send_serialized(data, target):
             log.warning("BLF NOTIFY not sent", extra={"call_id": key.call_id})
             return
-        tx = AwaitedTransaction(
-            request.serialize(), "NOTIFY", self._clock(), reliable=target.transport != "UDP"
-        )
+        tx = AwaitedTransaction(data, "NOTIFY", self._clock(), reliable=target.transport != "UDP")
         if not notify.terminated:
             tx.final.add_done_callback(lambda done: self._answered(key, done.result()))
         net.track(branch, tx, target)
+
+    def _route(self, notify: NotifyToSend, source: Source | None, net: NotifyNetwork) -> _Route:
+        """How the NOTIFYs of ``notify``'s dialog go out, worked out once per dialog
+        state (a refresh may move the remote target or the source)."""
+        transport = source.transport if source is not None else "UDP"
+        wire = notify_wire(notify, contact=f"sip:{net.host}:{net.port}")
+        return _Route(
+            source=source,
+            wire=wire,
+            via_head=str(Via(transport, net.host, net.port)),
+            target=_target(wire, source, transport),
+        )
 
     def _answered(self, key: SubscriptionKey, status: int) -> None:
         """RFC 6665 §4.2.2: a NOTIFY answered 481 (the subscriber forgot the dialog) or
@@ -165,6 +187,7 @@ class BlfNotifier:
             log.info("BLF subscriber gone", extra={"call_id": key.call_id, "status": status})
             self.subscriptions.drop(key)
             self._sources.pop(key, None)
+            self._routes.pop(key, None)
 
     def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -179,18 +202,30 @@ class BlfNotifier:
         for task in list(self._tasks):
             task.cancel()
 
-    @staticmethod
-    def _target(request: SipRequest, source: Source | None, transport: str) -> Source | None:
-        """The first Route when there is one, else where the SUBSCRIBE came from (the
-        phone may be behind NAT or on a TCP flow), else the Request-URI."""
-        with contextlib.suppress(HeaderError, UriError):
-            routes = request.routes("Route")
-            if routes and routes[0].uri is not None:
-                return next_hop(routes[0].uri, transport)
-            if source is not None:
-                return source
-            return next_hop(parse_uri(request.uri), transport)
-        return None
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """A subscription dialog's NOTIFY path: its wire form, Via and first hop."""
+
+    source: Source | None
+    """Where the SUBSCRIBE came from when the route was made."""
+    wire: NotifyWire
+    via_head: str
+    """This hop's Via up to the branch parameter."""
+    target: Source | None
+
+
+def _target(wire: NotifyWire, source: Source | None, transport: str) -> Source | None:
+    """The first Route when there is one, else where the SUBSCRIBE came from (the phone
+    may be behind NAT or on a TCP flow), else the Request-URI."""
+    with contextlib.suppress(HeaderError, UriError):
+        first = parse_name_addr(wire.first_route) if wire.first_route is not None else None
+        if first is not None and first.uri is not None:
+            return next_hop(first.uri, transport)
+        if source is not None:
+            return source
+        return next_hop(parse_uri(wire.request_uri), transport)
+    return None
 
 
 def _tag() -> str:

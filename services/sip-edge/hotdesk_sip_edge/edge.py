@@ -264,12 +264,17 @@ class SipEdge:
     async def send_request(self, request: SipRequest, target: Source) -> bool:
         """Send a request; resolves a host name and opens a TCP connection when the
         target needs one."""
+        return await self.send_serialized(request.serialize(), target)
+
+    async def send_serialized(self, data: bytes, target: Source) -> bool:
+        """:meth:`send_request` for a request already in wire form (the BLF fan-out
+        renders its NOTIFYs itself)."""
         resolved = await self.resolve(target)
         if resolved is None:
             return False
         if resolved.transport != "UDP" and not await self.transport.connect(resolved):
             return False
-        return self.transport.send_to(request.serialize(), resolved)
+        return self.transport.send_to(data, resolved)
 
     def send_response(self, response: SipResponse, target: Source) -> None:
         """Send a response per RFC 3261 §18.2.2 (``target`` is the request's source)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hotdesk_sip_edge.blf.dialog_info import parse as parse_body
 from hotdesk_sip_edge.blf.notify import (
     SubscribeFieldsError,
     build_notify,
+    notify_wire,
     subscribe_request,
     subscribe_response,
 )
@@ -177,6 +179,42 @@ def test_event_id_is_kept_in_the_subscription_and_echoed_in_notifies() -> None:
     notify = _subscribe(request, Subscriptions(["211"]))
     assert notify.subscription.key.event_id == "7"
     assert build_notify(notify, via=VIA, contact=CONTACT).headers.get("Event") == "dialog;id=7"
+
+
+@pytest.mark.parametrize(
+    ("phone", "header", "value"),
+    [
+        ("snom-subscribe.sip", None, None),
+        ("yealink-subscribe.sip", "To", "<sip:211@172.16.16.180>"),
+        ("snom-subscribe.sip", "Record-Route", "<sip:p1.example.com;lr>, <sip:p2;lr>"),
+        ("snom-subscribe.sip", "Record-Route", "<sip:strict.example.com>, <sip:p2;lr>"),
+        ("snom-subscribe.sip", "Event", "dialog;id=7"),
+    ],
+)
+def test_notifies_rendered_from_the_dialog_wire_are_the_built_requests_byte_for_byte(
+    phone: str, header: str | None, value: str | None
+) -> None:
+    request = _request(phone) if header is None else _with(_request(phone), header, value)
+    subs = Subscriptions(["211"])
+    first = _subscribe(request, subs)
+    wire = notify_wire(first, contact=CONTACT)
+    call = Dialog(id="1", state="confirmed", call_id="c", direction="recipient")
+    later = [*subs.state_changed("211", [call], now=1), *subs.terminate_all(now=2)]
+    for notify in [first, *later]:
+        assert wire.fits(notify)
+        built = build_notify(notify, via=VIA, contact=CONTACT).serialize()
+        assert wire.render(notify, str(VIA)) == built
+    assert wire.first_route == (
+        _roundtrip(build_notify(first, via=VIA, contact=CONTACT)).headers.get("Route")
+    )
+
+
+def test_a_wire_no_longer_fits_once_a_refresh_moves_the_remote_target() -> None:
+    notify = _subscribe(_request("snom-subscribe.sip"), Subscriptions(["211"]))
+    wire = notify_wire(notify, contact=CONTACT)
+    moved = replace(notify, subscription=replace(notify.subscription, remote_target="sip:x@h"))
+    assert wire.fits(notify)
+    assert not wire.fits(moved)
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,17 @@
 Pure glue between the SIP message types and :mod:`.subscriptions`:
 :func:`subscribe_request` reads the fields a SUBSCRIBE carries, :func:`subscribe_response`
 answers it, :func:`build_notify` makes the in-dialog NOTIFY request (RFC 6665 section
-4.2.2, RFC 3261 section 12.2.1.1). The transport and transaction layers send them.
+4.2.2, RFC 3261 section 12.2.1.1) and :func:`notify_wire` the same request as bytes
+rendered once per dialog, for fan-outs. The transport and transaction layers send them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..sip.headers import HeaderError, Via, get_param, parse_name_addr, parse_params
-from ..sip.message import Headers, SipRequest, SipResponse, response_to
-from .subscriptions import NotifyToSend, SubscribeOutcome, SubscribeRequest
+from ..sip.message import SIP_VERSION, Headers, SipRequest, SipResponse, response_to
+from .subscriptions import NotifyToSend, SubscribeOutcome, SubscribeRequest, Subscription
 
 DEFAULT_MAX_FORWARDS = 70
 
@@ -105,6 +108,29 @@ def subscribe_response(
     return response
 
 
+def _notify_fields(
+    sub: Subscription, *, contact: str, content_type: str, max_forwards: int
+) -> tuple[str, list[tuple[str, str | None]]]:
+    """The Request-URI and the header fields, in order, of every NOTIFY in ``sub``'s
+    dialog; None stands for the values each NOTIFY has of its own (Via, CSeq,
+    Subscription-State). The one place the NOTIFY layout is written down."""
+    request_uri, routes = _target(sub.remote_target, sub.route_set)
+    fields: list[tuple[str, str | None]] = [("Via", None), ("Max-Forwards", str(max_forwards))]
+    fields += [("Route", route) for route in routes]
+    event = "dialog" if not sub.key.event_id else f"dialog;id={sub.key.event_id}"
+    fields += [
+        ("From", f"<{sub.local_uri}>;tag={sub.key.local_tag}"),
+        ("To", f"<{sub.remote_uri}>;tag={sub.key.remote_tag}"),
+        ("Call-ID", sub.key.call_id),
+        ("CSeq", None),
+        ("Contact", f"<{contact}>"),
+        ("Event", event),
+        ("Subscription-State", None),
+        ("Content-Type", content_type),
+    ]
+    return request_uri, fields
+
+
 def build_notify(
     notify: NotifyToSend,
     *,
@@ -117,23 +143,108 @@ def build_notify(
     ``via`` is this hop's Via with a fresh branch (the transport layer's), ``contact``
     our Contact URI. The Request-URI and Route set follow RFC 3261 section 12.2.1.1.
     """
-    sub = notify.subscription
-    request_uri, routes = _target(sub.remote_target, sub.route_set)
+    request_uri, fields = _notify_fields(
+        notify.subscription,
+        contact=contact,
+        content_type=notify.content_type,
+        max_forwards=max_forwards,
+    )
+    own = {
+        "Via": str(via),
+        "CSeq": f"{notify.cseq} NOTIFY",
+        "Subscription-State": notify.subscription_state,
+    }
     headers = Headers()
-    headers.add("Via", str(via))
-    headers.add("Max-Forwards", str(max_forwards))
-    for route in routes:
-        headers.add("Route", route)
-    headers.add("From", f"<{sub.local_uri}>;tag={sub.key.local_tag}")
-    headers.add("To", f"<{sub.remote_uri}>;tag={sub.key.remote_tag}")
-    headers.add("Call-ID", sub.key.call_id)
-    headers.add("CSeq", f"{notify.cseq} NOTIFY")
-    headers.add("Contact", f"<{contact}>")
-    event = "dialog" if not sub.key.event_id else f"dialog;id={sub.key.event_id}"
-    headers.add("Event", event)
-    headers.add("Subscription-State", notify.subscription_state)
-    headers.add("Content-Type", notify.content_type)
+    for name, value in fields:
+        headers.add(name, own[name] if value is None else value)
     return SipRequest(headers=headers, body=notify.body, method="NOTIFY", uri=request_uri)
+
+
+def _wire(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyWire:
+    """The wire form of a subscription's NOTIFYs, cut where one NOTIFY differs from
+    the next.
+
+    A state change sends one NOTIFY per subscription; building and serializing each
+    request whole cost more than sending it. Within a dialog the Request-URI, Route
+    set, From, To, Call-ID, Contact, Event and Content-Type stay the same (RFC 3261
+    section 12.2.1.1) and are rendered once; :meth:`render` writes in the Via, CSeq,
+    Subscription-State and body, byte for byte what :func:`build_notify` serializes.
+    """
+
+    remote_target: str
+    route_set: tuple[str, ...]
+    content_type: str
+    request_uri: str
+    first_route: str | None
+    """The first Route value (where the NOTIFY goes first), None without a route set."""
+    parts: tuple[bytes, bytes, bytes, bytes]
+    """The text before the Via value, between Via and CSeq number, between CSeq and
+    Subscription-State values, and after that up to the Content-Length value."""
+
+    def fits(self, notify: NotifyToSend) -> bool:
+        """Whether ``notify`` belongs to the dialog state this was rendered from (a
+        refresh may move the remote target, RFC 3261 section 12.2.1.2)."""
+        sub = notify.subscription
+        return (
+            sub.remote_target == self.remote_target
+            and sub.route_set == self.route_set
+            and notify.content_type == self.content_type
+        )
+
+    def render(self, notify: NotifyToSend, via: str) -> bytes:
+        """The NOTIFY ``notify`` with ``via`` (this hop's Via value, fresh branch)."""
+        before_via, before_cseq, before_state, before_length = self.parts
+        body = notify.body
+        return b"".join(
+            (
+                before_via,
+                _wire(via),
+                before_cseq,
+                b"%d" % notify.cseq,
+                before_state,
+                _wire(notify.subscription_state),
+                before_length,
+                b"%d\r\n\r\n" % len(body),
+                body,
+            )
+        )
+
+
+def notify_wire(
+    notify: NotifyToSend, *, contact: str, max_forwards: int = DEFAULT_MAX_FORWARDS
+) -> NotifyWire:
+    """The :class:`NotifyWire` of ``notify``'s subscription, ``contact`` our Contact."""
+    sub = notify.subscription
+    request_uri, fields = _notify_fields(
+        sub, contact=contact, content_type=notify.content_type, max_forwards=max_forwards
+    )
+    parts: list[str] = []
+    text = f"NOTIFY {request_uri} {SIP_VERSION}"
+    routes: list[str] = []
+    for name, value in fields:
+        text += f"\r\n{name}: "
+        if value is None:
+            parts.append(text)
+            text = " NOTIFY" if name == "CSeq" else ""
+        else:
+            text += value
+            if name == "Route":
+                routes.append(value)
+    parts.append(text + "\r\nContent-Length: ")
+    before_via, before_cseq, before_state, before_length = (_wire(p) for p in parts)
+    return NotifyWire(
+        remote_target=sub.remote_target,
+        route_set=sub.route_set,
+        content_type=notify.content_type,
+        request_uri=request_uri,
+        first_route=routes[0] if routes else None,
+        parts=(before_via, before_cseq, before_state, before_length),
+    )
 
 
 def _target(remote_target: str, route_set: tuple[str, ...]) -> tuple[str, list[str]]:
