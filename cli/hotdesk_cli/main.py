@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from hotdesk_contracts.directory import Config
+from hotdesk_runtime import pins
 from hotdesk_runtime.config import (
     ConfigError,
     LoadedConfig,
@@ -248,9 +249,16 @@ def hash_pin(
     password: Annotated[
         bool, typer.Option("--password", help="Hash an admin password instead of a PIN.")
     ] = False,
+    config: ConfigOption = None,
 ) -> None:
-    """Read a PIN (or password) without echo and print its argon2 hash for the config."""
+    """Read a PIN (or password) without echo and print its hash for the config.
+
+    A PIN is peppered with ``pins.pepper`` (from the config file or
+    ``HOTDESK_PINS__PEPPER``) when one is set, then hashed with argon2id's PIN profile;
+    an admin password gets argon2id's strong defaults.
+    """
     what = "password" if password else "PIN"
+    pepper = "" if password else _pin_pepper(config)
     try:
         secret = typer.prompt(what, hide_input=True, confirmation_prompt=True, err=True)
     except typer.Abort:
@@ -259,7 +267,32 @@ def hash_pin(
         fail("a PIN is 4 to 12 digits")
     if password and len(secret) < 8:
         fail("an admin password needs at least 8 characters")
-    console.print(hash_secret(secret), highlight=False)
+    encoded = hash_secret(secret) if password else pins.hash_pin(secret, pepper)
+    console.print(encoded, highlight=False)
+    if not password and not pepper:
+        err_console.print(
+            "[yellow]warning:[/] no pins.pepper set: anyone with a copy of the directory "
+            "can search this hash for the PIN offline (see docs/configuration.md#secrets)"
+        )
+
+
+def _pin_pepper(config: str | None) -> str:
+    """``pins.pepper`` from the config file's ``[pins]`` and the environment; the rest of
+    the file is not needed (and may still hold hashes made with an older pepper)."""
+    path = config_path(config)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            section = tomllib.loads(path.read_text(encoding="utf-8")).get("pins", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            fail(f"cannot read the config file {path}: {exc}")
+        data = {"pins": section}
+    checked, problems = check_data(data)
+    errors = [p for p in problems if p.severity == "error"]
+    if checked is None or errors:
+        print_problems(errors, to=err_console)
+        fail("the pepper setting has errors")
+    return checked.pins.pepper
 
 
 # --- thin shells over other packages ----------------------------------------------------

@@ -37,8 +37,8 @@ class Extension(_Config, frozen=True):
     sip_password: str = ""
     """For the user's own phone or softphone, if any; never given to a desk phone."""
     pin_hash: str = ""
-    """argon2 hash of the voicemail PIN (``hotdesk hash-pin`` makes one). Empty: the
-    extension cannot log in at a desk."""
+    """argon2 hash of the voicemail PIN, peppered with ``pins.pepper`` when one is set
+    (``hotdesk hash-pin`` makes it). Empty: the extension cannot log in at a desk."""
     blf: list[Ext] = []
     """Extensions whose lamps this user wants on their keys, in key order."""
     language: str = "en"
@@ -245,15 +245,25 @@ class TelemetrySettings(_Config, frozen=True):
     log_level: str = "INFO"
 
 
+class PinSettings(_Config, frozen=True):
+    pepper: str = ""
+    """Secret key mixed into every PIN hash (HMAC-SHA256 before argon2), so a copy of
+    the directory alone cannot be searched for PINs. Give it to the IVR and to
+    ``hotdesk hash-pin`` only, best as ``HOTDESK_PINS__PEPPER``; at least 16 characters.
+    Empty: PIN hashes are argon2 alone."""
+
+
 class Config(Directory, frozen=True):
     """One config file: the directory at top level, plus the service settings sections
-    (``[nats]``, ``[sip]``, ``[admin]``, ``[provisioning]``, ``[telemetry]``)."""
+    (``[nats]``, ``[sip]``, ``[admin]``, ``[provisioning]``, ``[telemetry]``,
+    ``[pins]``)."""
 
     nats: NatsSettings = NatsSettings()
     sip: SipSettings = SipSettings()
     admin: HttpSettings = HttpSettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    pins: PinSettings = PinSettings()
     prompts_dir: str = ""
     """Extra prompt sets on disk; the bundled English set is always there."""
 

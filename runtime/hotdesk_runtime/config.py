@@ -34,6 +34,8 @@ from hotdesk_contracts import directory as schema
 from hotdesk_contracts.dialplan import dial_code_problems
 from hotdesk_contracts.directory import Config
 
+from . import pins
+
 ENV_PREFIX = "HOTDESK_"
 CONFIG_ENV = "HOTDESK_CONFIG"
 """The variable naming the config file when ``--config`` is not given."""
@@ -484,6 +486,49 @@ def is_argon2_hash(value: str) -> bool:
     return True
 
 
+def _pin_pepper_problems(config: Config) -> list[Problem]:
+    """The pepper against the PIN hashes: a hash made with another pepper can never be
+    checked (error); plain hashes beside a pepper are searchable offline (warning).
+
+    Without a pepper, peppered hashes are not an error here: only the IVR and
+    ``hotdesk hash-pin`` are given the pepper, and every service reads the same file.
+    """
+    pepper = config.pins.pepper
+    out: list[Problem] = []
+    problem = pins.pepper_problem(pepper)
+    if problem:
+        out.append(Problem("pins.pepper", problem))
+        return out
+    if not pepper:
+        return out
+    mine = pins.fingerprint(pepper)
+    plain = 0
+    for i, ext in enumerate(config.extensions):
+        if not ext.pin_hash or not pins.is_pin_hash(ext.pin_hash):
+            continue
+        fp, _ = pins.split_pin_hash(ext.pin_hash)
+        if fp is None:
+            plain += 1
+        elif fp != mine:
+            out.append(
+                Problem(
+                    f"extensions[{i}].pin_hash",
+                    f"made with pepper {fp}, but pins.pepper is {mine}: this PIN can never be "
+                    "checked; set the pepper it was made with or hash the PIN again",
+                )
+            )
+    if plain:
+        out.append(
+            Problem(
+                "extensions",
+                f"{plain} PIN hash(es) made without the pepper: a copy of the directory lets "
+                "anyone search them offline; hash those PINs again with `hotdesk hash-pin`",
+                severity="warning",
+            )
+        )
+    return out
+
+
 def validate(config: Config) -> list[Problem]:
     """Every cross-field problem in ``config`` (errors and warnings), without lines."""
     out: list[Problem] = []
@@ -500,11 +545,12 @@ def validate(config: Config) -> list[Problem]:
             )
         else:
             numbers[ext.number] = i
-        if ext.pin_hash and not is_argon2_hash(ext.pin_hash):
+        if ext.pin_hash and not pins.is_pin_hash(ext.pin_hash):
             err(
                 f"extensions[{i}].pin_hash",
                 "not an argon2 hash: never put a PIN in clear; make one with `hotdesk hash-pin`",
             )
+    out.extend(_pin_pepper_problems(config))
     for i, ext in enumerate(config.extensions):
         for j, target in enumerate(ext.blf):
             if target not in numbers:
@@ -682,7 +728,9 @@ _hasher = argon2.PasswordHasher()
 
 
 def hash_secret(secret: str) -> str:
-    """The argon2id hash of a PIN or admin password, for the config file."""
+    """The argon2id hash of an admin password, for the config file, with argon2-cffi's
+    default parameters (RFC 9106's low-memory choice). PINs are hashed by
+    :func:`hotdesk_runtime.pins.hash_pin`."""
     if not secret:
         raise ValueError("cannot hash an empty secret")
     return _hasher.hash(secret)

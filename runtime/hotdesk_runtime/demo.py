@@ -31,6 +31,7 @@ from hotdesk_contracts.directory import (
 )
 
 from .config import hash_secret, verify_secret
+from .pins import hash_pin
 
 DEMO_USERS: tuple[tuple[str, str, str], ...] = (
     ("100", "Alice Archer", "1000"),
@@ -90,7 +91,7 @@ def demo_config(
             number=number,
             name=name,
             sip_password=passwords[number],
-            pin_hash=hash_secret(pin),
+            pin_hash=hash_pin(pin),
             blf=DEMO_BLF[number],
         )
         for number, name, pin in DEMO_USERS

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hotdesk_cli.main import app
+from hotdesk_runtime import pins
 from hotdesk_runtime.config import verify_secret
 from tests.support.natsserver import NatsServer, free_port
 
@@ -94,6 +95,37 @@ def test_hash_pin_prints_an_argon2_hash_of_the_pin() -> None:
     [encoded] = re.findall(r"\$argon2id\$\S+", result.output)
     assert verify_secret(encoded, "2468")
     assert "2468" not in result.output.replace(encoded, "")
+
+
+def test_hash_pin_peppers_the_pin_with_the_configured_pepper(tmp_path: Path) -> None:
+    pepper = "cli-test-pepper-0123456789"
+    path = tmp_path / "hotdesk.toml"
+    path.write_text(f'[pins]\npepper = "{pepper}"\n')
+    result = runner.invoke(app, ["hash-pin", "--config", str(path)], input="2468\n2468\n")
+    assert result.exit_code == 0, result.output
+    [encoded] = re.findall(r"peppered:\S+", result.output)
+    assert pins.verify_pin_hash(encoded, "2468", pepper)
+    assert pepper not in result.output
+    assert "no pins.pepper" not in result.output
+
+
+def test_hash_pin_takes_the_pepper_from_the_environment_and_warns_without_one() -> None:
+    pepper = "env-test-pepper-0123456789"
+    result = runner.invoke(
+        app, ["hash-pin"], input="2468\n2468\n", env={"HOTDESK_PINS__PEPPER": pepper}
+    )
+    [encoded] = re.findall(r"peppered:\S+", result.output)
+    assert pins.verify_pin_hash(encoded, "2468", pepper)
+    plain = runner.invoke(app, ["hash-pin"], input="2468\n2468\n", env={"HOTDESK_PINS__PEPPER": ""})
+    assert "warning: no pins.pepper set" in plain.output
+
+
+def test_hash_pin_refuses_a_short_pepper() -> None:
+    result = runner.invoke(
+        app, ["hash-pin"], input="2468\n2468\n", env={"HOTDESK_PINS__PEPPER": "short"}
+    )
+    assert result.exit_code == 1
+    assert "at least 16" in result.output
 
 
 def test_hash_pin_refuses_a_pin_that_is_not_digits() -> None:

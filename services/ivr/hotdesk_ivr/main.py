@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -42,6 +42,7 @@ from hotdesk_ledger.aggregates import DeskState, UserState
 from hotdesk_ledger.errors import DomainError
 from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.store import EventStore
+from hotdesk_runtime import pins
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.logging import log_context
 from hotdesk_runtime.telemetry import (
@@ -67,7 +68,6 @@ waiting for a digit timer that never starts. Longer than any prompt we play."""
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("hotdesk_ivr")
-_hasher = PasswordHasher()
 
 
 class LedgerPort(Protocol):
@@ -82,29 +82,79 @@ class LedgerPort(Protocol):
     ) -> list[LedgerEvent]: ...
 
 
-_dummy_hash: str | None = None
+_dummy_hashes: dict[str, str] = {}
 
 
-def _dummy() -> str:
-    """An argon2 hash of a random secret, made with the same parameters as real ones."""
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = _hasher.hash(secrets.token_hex(16))
-    return _dummy_hash
+def _dummy(pepper: str) -> str:
+    """A PIN hash of a random secret, made as ``hotdesk hash-pin`` makes real ones."""
+    hit = _dummy_hashes.get(pepper)
+    if hit is None:
+        hit = _dummy_hashes[pepper] = pins.hash_pin(secrets.token_hex(16), pepper)
+    return hit
 
 
-def verify_pin(pin: str, pin_hash: str) -> bool:
-    """Whether ``pin`` matches its argon2 hash (slow on purpose: run it in a thread).
+def verify_pin(pin: str, pin_hash: str, pepper: str = "") -> bool:
+    """Whether ``pin`` matches its PIN hash (see :mod:`hotdesk_runtime.pins`; run it in
+    a thread: argon2 releases the GIL while it works).
 
     An empty ``pin_hash`` (an unknown extension, or one that may not log in) is checked
-    against a dummy hash and is never right: it takes as long as a real check, so the
-    time to "wrong PIN" does not tell whether the extension exists.
+    against a dummy hash and is never right: it takes as long as a check of a hash
+    ``hotdesk hash-pin`` made, so the time to "wrong PIN" does not tell whether the
+    extension exists. Raises :class:`~hotdesk_runtime.pins.PepperMismatch` when the hash
+    was peppered with another key than ``pepper``: that is no wrong PIN.
     """
-    try:
-        ok = _hasher.verify(pin_hash or _dummy(), pin)
-    except (VerificationError, InvalidHashError):
-        return False
+    ok = pins.verify_pin_hash(pin_hash or _dummy(pepper), pin, pepper)
     return ok and bool(pin_hash)
+
+
+class PinChecker:
+    """Checks PINs in a thread pool of its own, beside the event loop.
+
+    argon2 runs in C without the GIL, so checks use the other cores while the loop goes
+    on claiming calls and relaying digits. The pool's size (one thread per core) bounds
+    how many run at once: a burst of checks, or old hashes with heavy parameters, waits
+    here instead of crowding the loop's core with more hashing threads than cores.
+    """
+
+    def __init__(self, pepper: str = "", *, workers: int | None = None) -> None:
+        self.pepper = pepper
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or os.cpu_count() or 1, thread_name_prefix="pin-check"
+        )
+
+    async def check(self, pin: str, pin_hash: str) -> bool:
+        """Whether ``pin`` matches ``pin_hash`` (see :func:`verify_pin`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, verify_pin, pin, pin_hash, self.pepper)
+
+    async def warm(self) -> None:
+        """Make the dummy hash now, so the first unknown extension waits no longer."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, _dummy, self.pepper)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def uncheckable_pins(directory: Directory, pepper: str) -> list[str]:
+    """The extensions whose PIN hash ``pepper`` cannot check: peppered with another
+    key, or peppered while no pepper is configured."""
+    mine = pins.fingerprint(pepper) if pepper else None
+    out = []
+    for ext in directory.extensions:
+        fp, _ = pins.split_pin_hash(ext.pin_hash)
+        if fp is not None and fp != mine:
+            out.append(ext.number)
+    return out
+
+
+def _report_uncheckable(directory: Directory, pepper: str) -> None:
+    numbers = uncheckable_pins(directory, pepper)
+    if numbers:
+        log.error(
+            "PIN hashes made with another pepper than pins.pepper: these users cannot log "
+            "in until the pepper or their hashes are fixed",
+            extra={"extensions": numbers[:20], "count": len(numbers)},
+        )
 
 
 def _now() -> datetime:
@@ -123,6 +173,7 @@ class IvrCall:
         directory: Directory,
         clock: Callable[[], datetime] = _now,
         play_guard_seconds: float = PLAY_GUARD_SECONDS,
+        pin_checker: PinChecker | None = None,
         trace_parent: otel_context.Context | None = None,
         dial_subject: str = "",
     ) -> None:
@@ -133,6 +184,7 @@ class IvrCall:
         self._play_guard_seconds = play_guard_seconds
         self._guards: dict[str, asyncio.TimerHandle] = {}
         self.ledger = ledger
+        self.pin_checker = pin_checker
         self.dialled = dialled
         self.claim_id = uuid.uuid4().hex
         """This IVR's own id for the call, for its ledger commands (see CallFlow)."""
@@ -261,7 +313,7 @@ class IvrCall:
         elif isinstance(action, flows.VerifyPin):
             # The span says whose PIN and whether it was right; never the PIN.
             with _tracer.start_as_current_span("verify PIN") as span:
-                ok = await asyncio.to_thread(verify_pin, action.pin, action.pin_hash)
+                ok = await self._check_pin(action.pin, action.pin_hash)
                 span.set_attribute("hotdesk.pin_ok", ok)
                 if self.flow.user is not None:
                     span.set_attribute(USER, self.flow.user)
@@ -270,6 +322,11 @@ class IvrCall:
         elif isinstance(action, flows.Execute):
             return await self._execute(action.command)
         return None
+
+    async def _check_pin(self, pin: str, pin_hash: str) -> bool:
+        if self.pin_checker is None:
+            return await asyncio.to_thread(verify_pin, pin, pin_hash)
+        return await self.pin_checker.check(pin, pin_hash)
 
     async def _lookup(self, action: flows.Lookup) -> flows.Facts:
         desk = await self.ledger.desk(action.desk)
@@ -337,10 +394,12 @@ class Ivr:
         directory: Callable[[], Directory],
         *,
         play_guard_seconds: float = PLAY_GUARD_SECONDS,
+        pin_checker: PinChecker | None = None,
     ) -> None:
         self.nc = nc
         self.play_guard_seconds = play_guard_seconds
         self.ledger = ledger
+        self.pin_checker = pin_checker
         self.directory = directory
         self.calls: dict[str, asyncio.Task[None]] = {}
         self._dialled: dict[str, FeatureDialled] = {}
@@ -370,6 +429,7 @@ class Ivr:
             dialled=dialled,
             directory=self.directory(),
             play_guard_seconds=self.play_guard_seconds,
+            pin_checker=self.pin_checker,
             trace_parent=extract_context(msg.headers),
             dial_subject=msg.subject,
         )
@@ -397,9 +457,13 @@ async def serve(ctx: ServiceContext) -> None:
     store = EventStore(ctx.js)
     await store.ensure_stream()
     ledger = Ledger(store, ctx.directory.policies)
+    pepper = ctx.config.pins.pepper
+    checker = PinChecker(pepper)
+    _report_uncheckable(ctx.directory, pepper)
 
     async def directory_changed(_old: Directory, new: Directory) -> None:
         ledger.policies = new.policies
+        _report_uncheckable(new, pepper)
 
     ctx.on_directory_change(directory_changed)
     roots = [prompts.BUNDLED_DIR]
@@ -407,10 +471,11 @@ async def serve(ctx: ServiceContext) -> None:
         roots.append(Path(ctx.config.prompts_dir))
     installed = await prompts.install_bundled(ctx.js, roots=roots)
     ctx.log.info("prompt sets ready", extra={"installed": installed})
-    ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory)
+    ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory, pin_checker=checker)
     await ivr.start()
-    await asyncio.to_thread(_dummy)  # made now, so the first unknown extension waits no longer
+    await checker.warm()
     try:
         await ctx.stopping.wait()
     finally:
         await ivr.close()
+        checker.close()
