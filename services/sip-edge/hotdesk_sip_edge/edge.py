@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -30,6 +31,7 @@ from .login_state import LoginMap
 from .proxy import CallInfo, HotdeskCallHandler, Proxy
 from .registrar import RegisterLimits, Registrar
 from .routing import emergency_trunk
+from .sip.deadlines import Deadlines
 from .sip.headers import HeaderError, Via
 from .sip.message import SipRequest, SipResponse, response_to
 from .sip.transaction import ClientTransaction, Send, ServerTransaction, State, TimedOut, server_key
@@ -184,9 +186,13 @@ class SipEdge:
         self._locations = locations
         self._server_tx: dict[tuple[str, str, str], tuple[ServerTransaction, Source]] = {}
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
+        self._client_due = Deadlines()
+        """When each client transaction in ``_client_tx`` next needs its timers run."""
         self._invite_tx: set[tuple[str, str, str]] = set()
         self._resolved: dict[str, tuple[str, float]] = {}
-        self._forget: dict[str, float] = {}
+        self._forget: deque[tuple[float, str]] = deque()
+        """Ended client transactions' branches with the time to forget them, in that order
+        (a clock stepped back only delays the forgetting)."""
         self._timer_task: asyncio.Task[None] | None = None
         self.host = settings.advertised_host
         self.port = 0
@@ -295,6 +301,11 @@ class SipEdge:
     def track(self, branch: str, tx: ClientTransaction, target: Source) -> None:
         """Run a client transaction's timers."""
         self._client_tx[branch] = (tx, target)
+        self._schedule(branch, tx, self._clock())
+
+    def _schedule(self, branch: str, tx: ClientTransaction, now: float) -> None:
+        # An ended transaction is due at once: the next tick removes it.
+        self._client_due.schedule(branch, now if tx.state is State.TERMINATED else tx.deadline)
 
     # --- receiving ---------------------------------------------------------------------
 
@@ -318,10 +329,14 @@ class SipEdge:
                     # §16.10): it shares the INVITE's branch but not its transaction.
                     return
             entry = self._client_tx.get(branch)
-            if entry is not None and not entry[0].receive(message.status, self._clock()):
-                if message.status >= 200 and entry[0].invite and message.status < 300:
-                    await self.proxy.response(message, source)  # 2xx retransmissions pass
-                return
+            if entry is not None:
+                now = self._clock()
+                fresh = entry[0].receive(message.status, now)
+                self._schedule(branch, entry[0], now)
+                if not fresh:
+                    if message.status >= 200 and entry[0].invite and message.status < 300:
+                        await self.proxy.response(message, source)  # 2xx retransmissions pass
+                    return
             await self.proxy.response(message, source)
             return
         await self._on_request(message, source)
@@ -435,7 +450,13 @@ class SipEdge:
 
     def _run_timers(self, now: float, *, full: bool = True) -> None:
         assert self.proxy is not None
-        for branch, (ctx, target) in list(self._client_tx.items()):
+        # Only the client transactions whose deadline came: a scan of all of them every
+        # tick cost more than a BLF fan-out to a thousand watchers.
+        for branch in self._client_due.due(now):
+            client = self._client_tx.get(branch)
+            if client is None:
+                continue
+            ctx, target = client
             deadline = ctx.deadline
             if deadline is not None and deadline <= now:
                 for action in ctx.fire(now):
@@ -445,11 +466,11 @@ class SipEdge:
                         self._timed_out(branch)
             if ctx.state is State.TERMINATED:
                 del self._client_tx[branch]
-                self._forget.setdefault(branch, now + _FORGET_AFTER)
-        for branch, at in list(self._forget.items()):
-            if at <= now:
-                del self._forget[branch]
-                self.proxy.forget(branch)
+                self._forget.append((now + _FORGET_AFTER, branch))
+            else:
+                self._schedule(branch, ctx, now)
+        while self._forget and self._forget[0][0] <= now:
+            self.proxy.forget(self._forget.popleft()[1])
         keys = list(self._server_tx) if full else list(self._invite_tx)
         for key in keys:
             entry = self._server_tx.get(key)
