@@ -11,7 +11,9 @@ desk's state is determined by its last event alone (``LoggedIn``/``Roamed`` seat
 event's user, ``LoggedOut`` frees the desk), so the store finds a user's desks by
 reading the last message of every desk subject in one pass (an ephemeral consumer on
 ``hotdesk.ledger.desk.*`` with ``DeliverPolicy.LAST_PER_SUBJECT``). No second index
-exists that could disagree with the ledger.
+exists that could disagree with the ledger. A busy caller (the IVR) passes a
+:class:`~hotdesk_ledger.seats.SeatIndex`, which follows the same last messages live and
+answers a read only once it has seen the stream up to the sequence that read needs.
 
 Exclusive policy and the two-desk race
 --------------------------------------
@@ -54,6 +56,7 @@ from .aggregates import (
     user_history_complete,
 )
 from .errors import ConcurrencyConflict, DomainError
+from .seats import SeatIndex, SeatIndexBehind
 from .store import EventStore, UnreadableEvent
 
 log = logging.getLogger(__name__)
@@ -77,10 +80,14 @@ class Ledger:
         policies: Policies | None = None,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        seat_index: SeatIndex | None = None,
     ) -> None:
         self.store = store
         self.policies = policies or Policies()
         self.max_attempts = max_attempts
+        self.seat_index = seat_index
+        """Where a login and a user lookup find the user's seats (else every desk's
+        last message is read each time); :meth:`seats` always reads the stream."""
 
     # --- reads --------------------------------------------------------------------------
     async def desk(self, desk: str) -> DeskState:
@@ -116,6 +123,16 @@ class Ledger:
         """The desks where ``user`` sits (more than one only while a race settles)."""
         return {d: s for d, s in (await self.seats()).items() if s.user == user}
 
+    async def _seats_of(self, user: str, at_least: int = 0) -> dict[str, DeskState]:
+        """:meth:`seats_of` from the seat index when there is one, as of at least stream
+        sequence ``at_least``; the full read when the index lags behind."""
+        if self.seat_index is not None:
+            try:
+                return await self.seat_index.seats_of(user, at_least=at_least)
+            except SeatIndexBehind as exc:
+                log.warning("seat index behind: reading every desk", extra={"error": str(exc)})
+        return await self.seats_of(user)
+
     async def user(self, user: str, *, with_desk: bool = True) -> UserState:
         """The user's PIN state and, with ``with_desk``, the desk they sit at.
 
@@ -138,7 +155,7 @@ class Ledger:
         state = settle_lockout(replay(UserState(user=user), events), self.policies)
         desk = None
         if with_desk:
-            held = await self.seats_of(user)
+            held = await self._seats_of(user)
             if held:
                 desk = max(held.values(), key=lambda s: s.last_seq).desk
         return UserState(
@@ -216,26 +233,43 @@ class Ledger:
         for _attempt in range(self.max_attempts):
             user = await self.user(command.user, with_desk=False)
             target = await self.desk(command.desk)
-            seats = await self.seats_of(command.user) if self.policies.exclusive else {}
+            seats = (
+                await self._seats_of(command.user, target.last_seq)
+                if self.policies.exclusive
+                else {}
+            )
             plan = plan_login(target, user, seats, command, now, self.policies)
             try:
                 result = await self.store.append(subject, plan.seat, target.last_seq, None, headers)
             except ConcurrencyConflict:
                 continue
             appended.extend(s.event for s in result.stored)
+            seated_at = result.last_seq
             break
         else:
             raise ConcurrencyConflict(subject, None, f"gave up after {self.max_attempts} attempts")
         if self.policies.exclusive:
-            appended.extend(await self._leave_other_seats(command, now, headers))
+            appended.extend(await self._leave_other_seats(command, now, headers, seated_at))
         return appended
 
     async def _leave_other_seats(
-        self, command: LogIn, now: datetime, headers: Mapping[str, str] | None
+        self,
+        command: LogIn,
+        now: datetime,
+        headers: Mapping[str, str] | None,
+        seated_at: int,
     ) -> list[LedgerEvent]:
         appended: list[LedgerEvent] = []
-        for _attempt in range(self.max_attempts):
-            leave = seats_to_leave(command.user, await self.seats_of(command.user))
+        for attempt in range(self.max_attempts):
+            # Every seat up to our own (seated_at) must be seen: a racer's earlier seat
+            # is left here. After a conflict the sequence that beat us is unknown, so
+            # the retry reads every desk.
+            seats = (
+                await self._seats_of(command.user, seated_at)
+                if attempt == 0
+                else await self.seats_of(command.user)
+            )
+            leave = seats_to_leave(command.user, seats)
             if not leave:
                 return appended
             conflicted = False

@@ -41,6 +41,7 @@ from hotdesk_contracts.messages import CallEnded, DtmfReceived, FeatureDialled, 
 from hotdesk_ledger.aggregates import DeskState, UserState
 from hotdesk_ledger.errors import DomainError
 from hotdesk_ledger.handler import Ledger
+from hotdesk_ledger.seats import SeatIndex
 from hotdesk_ledger.store import EventStore
 from hotdesk_runtime import pins
 from hotdesk_runtime.context import ServiceContext
@@ -459,6 +460,10 @@ async def serve(ctx: ServiceContext) -> None:
     ledger = Ledger(store, ctx.directory.policies)
     pepper = ctx.config.pins.pepper
     checker = PinChecker(pepper)
+    # Logins find the user's seats in memory instead of reading every desk's last event.
+    seat_index = SeatIndex(ctx.js)
+    await seat_index.start()
+    ledger.seat_index = seat_index
     _report_uncheckable(ctx.directory, pepper)
 
     async def directory_changed(_old: Directory, new: Directory) -> None:
@@ -479,3 +484,4 @@ async def serve(ctx: ServiceContext) -> None:
     finally:
         await ivr.close()
         checker.close()
+        await seat_index.stop()
