@@ -133,6 +133,14 @@ NONCE_COUNTS = KeyValueSpec(
     description="Provisioning digest nonce counts seen, so no replica accepts a replayed nc.",
     ttl_seconds=900.0,
 )
+DESK_STATUS = KeyValueSpec(
+    bucket="hotdesk_desk_status",
+    description="Read model: each desk phone's registration and reprovisioning status.",
+)
+PRESENCE = KeyValueSpec(
+    bucket="hotdesk_presence",
+    description="Presence replicas' shared secrets: the session signing key, the first admin.",
+)
 KEY_VALUES: tuple[KeyValueSpec, ...] = (
     REGISTRATIONS,
     DIRECTORY,
@@ -143,6 +151,8 @@ KEY_VALUES: tuple[KeyValueSpec, ...] = (
     PROJECTIONS,
     PROVISIONER,
     NONCE_COUNTS,
+    DESK_STATUS,
+    PRESENCE,
 )
 
 PROMPTS = ObjectStoreSpec(bucket="hotdesk_prompts", description="Prompt sets (audio), versioned.")

@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 from nats.js import JetStreamContext
 
+from hotdesk_contracts import streams
 from hotdesk_contracts.commands import LedgerCommand, LogOut
 from hotdesk_contracts.directory import Directory
 from hotdesk_contracts.events import Cause, LedgerEvent
@@ -49,7 +50,7 @@ from .webhooks import DeliveryLog, WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
-SECRETS_BUCKET = "hotdesk_presence"
+SECRETS_BUCKET = streams.PRESENCE.bucket
 """Session signing key and the generated first admin's hash."""
 
 Clock = Callable[[], datetime]

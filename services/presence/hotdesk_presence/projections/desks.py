@@ -22,7 +22,7 @@ from hotdesk_contracts.messages import (
     ReprovisionFailed,
 )
 
-DESK_STATUS_BUCKET = "hotdesk_desk_status"
+DESK_STATUS_BUCKET = streams.DESK_STATUS.bucket
 """KV bucket of :class:`DeskStatus` values (registrations and reprovisioning)."""
 
 
