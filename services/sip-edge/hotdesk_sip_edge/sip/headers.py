@@ -30,6 +30,9 @@ def is_token(text: str) -> bool:
     return bool(_TOKEN_RE.match(text))
 
 
+_LIST_SPECIAL_RE = re.compile(r'["\\<>,]')
+
+
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value (RFC 3261 §7.3.1), ignoring commas inside
     quoted strings and ``<...>``. Empty elements are kept so callers can reject them."""
@@ -38,16 +41,21 @@ def split_list(value: str) -> list[str]:
         return [value.strip(_WS)]
     if '"' not in value and "<" not in value:
         return [item.strip(_WS) for item in value.split(",")]
+    # Jump from one special character to the next instead of walking every character
+    # (digest credentials are long and quote every value).
     items: list[str] = []
     start = 0
     quoted = False
     angle = False
-    i = 0
-    while i < len(value):
+    search = _LIST_SPECIAL_RE.search
+    match = search(value)
+    while match is not None:
+        i = match.start()
         ch = value[i]
+        nxt = i + 1
         if quoted:
             if ch == "\\":
-                i += 1
+                nxt = i + 2
             elif ch == '"':
                 quoted = False
         elif ch == '"':
@@ -59,7 +67,7 @@ def split_list(value: str) -> list[str]:
         elif ch == "," and not angle:
             items.append(value[start:i].strip(_WS))
             start = i + 1
-        i += 1
+        match = search(value, nxt)
     items.append(value[start:].strip(_WS))
     return items
 
@@ -78,11 +86,36 @@ def _read_quoted(text: str, i: int) -> tuple[str, int]:
     raise HeaderError("unterminated quoted string")
 
 
+# One ``;name[=value]`` generic-param: the common shapes only. Anything else is left to
+# the character-by-character parser below, which also words the errors.
+_PARAM_RE = re.compile(
+    r"[ \t]*;[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*"
+    r"(?:=[ \t]*(\"(?:[^\"\\]|\\[\s\S])*\"|[A-Za-z0-9\-.!%*_+`'~:\[\]/@]+))?"
+    r"(?=[ \t;]|\Z)"
+)
+
+
 def parse_params(text: str) -> Params:
     """Parse ``;name[=value]`` generic parameters (RFC 3261 §25.1 ``generic-param``).
 
     ``text`` starts at the first ``;`` (or is empty). Quoted values keep their quotes.
     """
+    params: list[tuple[str, str | None]] = []
+    n = len(text)
+    pos = 0
+    match = _PARAM_RE.match
+    while True:
+        found = match(text, pos)
+        if found is None:
+            break
+        params.append((found.group(1), found.group(2)))
+        pos = found.end()
+    if pos == n or not text[pos:].strip(_WS):
+        return tuple(params)
+    return _parse_params_slowly(text)
+
+
+def _parse_params_slowly(text: str) -> Params:
     params: list[tuple[str, str | None]] = []
     i = 0
     n = len(text)
@@ -396,12 +429,44 @@ def parse_auth(value: str) -> tuple[str, dict[str, str]]:
     return scheme, dict(params)
 
 
+# One ``name=value`` auth-param and its separator, in the shapes clients send; anything
+# else is left to the general parser below, which also words the errors.
+_AUTH_PARAM_RE = re.compile(
+    r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*=[ \t]*"
+    r"(?:\"((?:[^\"\\]|\\[\s\S])*)\"|([^ \t\",<>]*))[ \t]*(?:,|\Z)"
+)
+
+
 @functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
 def _parse_auth(value: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     text = value.strip(_WS)
     scheme, _, rest = text.partition(" ")
     if not scheme or not is_token(scheme):
         raise HeaderError("malformed authentication scheme")
+    params: dict[str, str] = {}
+    pos = 0
+    n = len(rest)
+    match = _AUTH_PARAM_RE.match
+    while pos < n:
+        found = match(rest, pos)
+        if found is None:
+            if rest[pos:].strip(_WS):
+                return scheme, _parse_auth_params(rest)
+            break
+        name, quoted, plain = found.groups()
+        if quoted is None:
+            params[name.lower()] = plain
+        else:
+            params[name.lower()] = _unescape(quoted) if "\\" in quoted else quoted
+        pos = found.end()
+    return scheme, tuple(params.items())
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text, flags=re.DOTALL)
+
+
+def _parse_auth_params(rest: str) -> tuple[tuple[str, str], ...]:
     params: dict[str, str] = {}
     for item in split_list(rest):
         if not item:
@@ -418,4 +483,4 @@ def _parse_auth(value: str) -> tuple[str, tuple[tuple[str, str], ...]]:
             params[name] = unquote(quoted)
         else:
             params[name] = raw
-    return scheme, tuple(params.items())
+    return tuple(params.items())

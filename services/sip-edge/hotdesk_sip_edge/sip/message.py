@@ -317,7 +317,7 @@ def serialize(message: SipRequest | SipResponse) -> bytes:
 def _split_head(data: bytes) -> tuple[bytes, int | None]:
     """The header section and the body offset (None: no empty line was found)."""
     crlf = data.find(b"\r\n\r\n")
-    lf = data.find(b"\n\n")
+    lf = data.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(data))
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return data[:crlf], crlf + 4
     if lf >= 0:
@@ -327,6 +327,9 @@ def _split_head(data: bytes) -> tuple[bytes, int | None]:
 
 def _unfold(head: str) -> list[str]:
     """Header lines with continuation lines (leading SP/HT) joined (RFC 3261 §7.3.1)."""
+    if head.count("\n") == head.count("\r\n") and "\n " not in head and "\n\t" not in head:
+        # Every line ends in CRLF and none is folded: what nearly every phone sends.
+        return head.split("\r\n")
     lines: list[str] = []
     for raw in re.split(r"\r?\n", head):
         if raw[:1] in (" ", "\t") and lines:
@@ -383,31 +386,46 @@ def parse(
     head = head_bytes.decode("utf-8", "surrogateescape").lstrip("\r\n")
     lines = _unfold(head)
     start = lines[0] if lines else ""
-    headers = Headers()
+    items: list[tuple[str, str]] = []
+    index: Index = {}
     bad_header: str | None = None
+    names = _HEADER_NAMES
     for line in lines[1:]:
         if not line:
             continue
         name, colon, value = line.partition(":")
-        name = name.strip(" \t")
-        if not colon or not is_token(name):
+        if not colon:
             bad_header = bad_header or f"malformed header line {line[:60]!r}"
             continue
-        headers.items.append((canonical_name(name), value.strip(" \t")))
+        cname = names.get(name)
+        if cname is None:
+            stripped = name.strip(" \t")
+            if not is_token(stripped):
+                bad_header = bad_header or f"malformed header line {line[:60]!r}"
+                continue
+            cname = canonical_name(stripped)
+            if len(names) < _HEADER_NAMES_SIZE:
+                names[name] = cname
+        value = value.strip(" \t")
+        items.append((cname, value))
+        known = index.get(cname)
+        if known is None:
+            index[cname] = [value]
+        else:
+            known.append(value)
+    headers = Headers(items)
     if start.startswith("SIP/"):
-        return _parse_response(start, headers, data, body_at, bad_header, max_bytes, stream)
-    return _parse_request(start, headers, data, body_at, bad_header, max_bytes, stream)
+        return _parse_response(start, headers, index, data, body_at, bad_header, max_bytes, stream)
+    return _parse_request(start, headers, index, data, body_at, bad_header, max_bytes, stream)
+
+
+_HEADER_NAMES: dict[str, str] = {}
+"""Header names as written (``Via``, ``v``, ``CALL-ID``) -> canonical name: the names
+phones send repeat, so each is checked and canonicalised once."""
+_HEADER_NAMES_SIZE = 4096
 
 
 Index = dict[str, list[str]]
-
-
-def _index(headers: Headers) -> Index:
-    """Field values by canonical name, built once per parse."""
-    index: Index = {}
-    for name, value in headers.items:
-        index.setdefault(name, []).append(value)
-    return index
 
 
 def _respondable(index: Index) -> bool:
@@ -419,8 +437,8 @@ def _respondable(index: Index) -> bool:
         return False
 
 
-def _body(data: bytes, body_at: int, headers: Headers, stream: bool) -> bytes:
-    values = headers.get_all("Content-Length")
+def _body(data: bytes, body_at: int, index: Index, stream: bool) -> bytes:
+    values = index.get("Content-Length")
     if not values:
         if stream:
             raise SipParseError("Content-Length is mandatory on a stream (RFC 3261 §18.3)")
@@ -436,35 +454,41 @@ def _body(data: bytes, body_at: int, headers: Headers, stream: bool) -> bytes:
     return data[body_at : body_at + length]
 
 
+_ONE_VALUE = ("CSeq", "From", "To", "Max-Forwards")
+"""Single-value headers whose one field may not carry a list either."""
+
+
 def _check_common(index: Index) -> None:
     for name in SINGLE_VALUE:
-        values = index.get(name, [])
+        values = index.get(name)
+        if values is None:
+            continue
         if len(values) > 1 and name != "Content-Length":
             raise SipParseError(f"more than one {name} header")
-        multi = values and len(split_list(values[0])) > 1
-        if multi and name in ("CSeq", "From", "To", "Max-Forwards"):
+        if name in _ONE_VALUE and "," in values[0] and len(split_list(values[0])) > 1:
             raise SipParseError(f"more than one {name} value")
+    get = index.get
     try:
-        for value in index.get("Via", ()):
+        for value in get("Via", ()):
             parse_via(value)
         for name in ("From", "To"):
-            for address in index.get(name, ()):
+            for address in get(name, ()):
                 parse_name_addr(address)
-        for value in index.get("Contact", ()):
+        for value in get("Contact", ()):
             parse_contacts(value)
         for name in ("Route", "Record-Route", "Path"):
-            for value in index.get(name, ()):
+            for value in get(name, ()):
                 parse_name_addr_list(value)
-        for cseq in index.get("CSeq", ()):
+        for cseq in get("CSeq", ()):
             parse_cseq(cseq)
     except (HeaderError, UriError) as exc:
         raise SipParseError(str(exc)) from exc
-    max_forwards = index.get("Max-Forwards", [None])[0]
+    max_forwards = get("Max-Forwards", [None])[0]
     if max_forwards is not None and (
         not max_forwards.isdigit() or len(max_forwards) > 5 or int(max_forwards) > 255
     ):
         raise SipParseError(f"malformed Max-Forwards {max_forwards[:20]!r}")
-    expires = index.get("Expires", [None])[0]
+    expires = get("Expires", [None])[0]
     if expires is not None and (
         not expires.isdigit() or len(expires) > 10 or int(expires) > _MAX_EXPIRES
     ):
@@ -474,6 +498,7 @@ def _check_common(index: Index) -> None:
 def _parse_request(
     start: str,
     headers: Headers,
+    index: Index,
     data: bytes,
     body_at: int,
     bad_header: str | None,
@@ -481,7 +506,6 @@ def _parse_request(
     stream: bool,
 ) -> SipRequest:
     partial = SipRequest(headers, b"", "", "")
-    index = _index(headers)
     respond = _respondable(index)
 
     def fail(message: str, status: int = 400, reason: str = "Bad Request") -> SipParseError:
@@ -520,10 +544,10 @@ def _parse_request(
         _check_common(index)
     except SipParseError as exc:
         raise fail(str(exc)) from exc
-    if parse_cseq(headers.get("CSeq") or "").method != method:
+    if parse_cseq(index["CSeq"][0]).method != method:
         raise fail("CSeq method does not match the request method (RFC 3261 §8.1.1.5)")
     try:
-        partial.body = _body(data, body_at, headers, stream)
+        partial.body = _body(data, body_at, index, stream)
     except SipParseError as exc:
         raise fail(str(exc)) from exc
     return partial
@@ -532,6 +556,7 @@ def _parse_request(
 def _parse_response(
     start: str,
     headers: Headers,
+    index: Index,
     data: bytes,
     body_at: int,
     bad_header: str | None,
@@ -549,12 +574,11 @@ def _parse_response(
         raise SipParseError("response too large", 513, "Message Too Large")
     if bad_header:
         raise SipParseError(bad_header)
-    index = _index(headers)
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         if not index.get(name, [""])[0]:
             raise SipParseError(f"missing {name} header in a response")
     _check_common(index)
-    body = _body(data, body_at, headers, stream)
+    body = _body(data, body_at, index, stream)
     return SipResponse(headers, body, int(code), reason)
 
 
@@ -563,16 +587,24 @@ def response_to(
 ) -> SipResponse:
     """A response to ``request`` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied,
     To copied with ``to_tag`` added when it has none (never on 100 Trying)."""
-    headers = Headers()
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for value in request.headers.get_all(name):
-            headers.add(name, value)
+    copied: dict[str, list[tuple[str, str]]] = {name: [] for name in _COPIED}
+    for item in request.headers.items:
+        fields = copied.get(item[0])
+        if fields is not None:
+            fields.append(item)
     if status == 100:
         timestamp = request.headers.get("Timestamp")
         if timestamp is not None:
-            headers.add("Timestamp", timestamp)
+            copied["Timestamp"] = [("Timestamp", timestamp)]
     elif to_tag is not None:
         to = request.to
         if to.tag is None:
-            headers.set("To", str(to.with_param("tag", to_tag)))
-    return SipResponse(headers, b"", status, reason)
+            copied["To"] = [("To", str(to.with_param("tag", to_tag)))]
+    items: list[tuple[str, str]] = []
+    for fields in copied.values():
+        items += fields
+    return SipResponse(Headers(items), b"", status, reason)
+
+
+_COPIED = ("Via", "From", "To", "Call-ID", "CSeq")
+"""The header fields a response copies from its request (RFC 3261 §8.2.6.2)."""
