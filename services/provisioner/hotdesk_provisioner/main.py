@@ -11,6 +11,11 @@ every registration and every deadline, and moves the reprovision on by a
 compare-and-set on its key, so exactly one replica acts on each step. A restarted
 replica reads the bucket and carries on. Outcomes are published with a message id,
 so a replica that dies between publishing and recording publishes no duplicate.
+
+Traces: a ledger event is processed in a ``process <Event>`` span continuing the trace
+its headers carry (the login that wrote it); the ``reprovision`` span inside it renders
+the desk's files and is remembered with the reprovision (in the bucket), so the
+check-sync request, the phone's fetch and the outcome join the login's trace.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from hotdesk_contracts import streams, subjects
 from hotdesk_contracts.codec import EventDecodeError, decode_event
@@ -45,6 +52,15 @@ from hotdesk_contracts.messages import (
     ReprovisionFailed,
 )
 from hotdesk_runtime.context import ServiceContext
+from hotdesk_runtime.logging import log_context
+from hotdesk_runtime.telemetry import (
+    DESK,
+    SIP_STATUS_CODE,
+    context_of,
+    process_span,
+    publish_span,
+    traceparent,
+)
 
 from .bus import caught_up, encode_message, follow_desk_ledger, publish_unknown_device
 from .reprovision import (
@@ -71,6 +87,7 @@ from .state import (
 from .vendors import DEFAULT_NOTIFY_EVENT, UnknownVendorError, plugin
 
 log = logging.getLogger("hotdesk.provisioner")
+_tracer = trace.get_tracer("hotdesk_provisioner")
 
 TRIGGER_CONSUMER = "hotdesk-provisioner-reprovision"
 """Durable consumer shared by every replica: each desk event reprovisions once."""
@@ -117,6 +134,7 @@ class Provisioner:
             report_unknown=lambda seen: publish_unknown_device(ctx.js, seen),
             on_served=self._served,
             on_learned=self._learned,
+            trace_of=self._trace_of,
         )
         self.settings = TrackerSettings(
             retries=settings.retries,
@@ -293,10 +311,21 @@ class Provisioner:
             return
         if not isinstance(event, LoggedIn | LoggedOut | Roamed):
             return
-        # The trigger may arrive before the follower saw the event: apply it here too
-        # (by sequence, once) so the phone fetches the state the NOTIFY announces.
-        self.seats.apply(event, msg.metadata.sequence.stream)
-        await self.reprovision(event.desk)
+        seq = msg.metadata.sequence.stream
+        with (
+            process_span(
+                _tracer,
+                type(event).__name__,
+                msg.subject,
+                msg.headers,
+                attributes={DESK: event.desk, "hotdesk.ledger.seq": seq},
+            ),
+            log_context(desk=event.desk),
+        ):
+            # The trigger may arrive before the follower saw the event: apply it here
+            # too (by sequence, once) so the phone fetches the state the NOTIFY announces.
+            self.seats.apply(event, seq)
+            await self.reprovision(event.desk)
 
     async def reprovision(self, desk_name: str, *, unless_version: bool = False) -> None:
         """Render the desk's newest state and start its reprovision (superseding any
@@ -306,17 +335,32 @@ class Provisioner:
         targets the newest version: every replica hears a directory change, and only
         the first to write (compare-and-set) starts one.
         """
+        with _tracer.start_as_current_span("reprovision", attributes={DESK: desk_name}):
+            await self._reprovision(desk_name, unless_version=unless_version)
+
+    async def _reprovision(self, desk_name: str, *, unless_version: bool) -> None:
         desk = self.ctx.directory.desk(desk_name)
         if desk is None:
             log.warning("ledger event for a desk not in the directory", extra={"desk": desk_name})
             return
-        rendered = self.server.render_desk(desk)
+        span = trace.get_current_span()
+        with _tracer.start_as_current_span("render config", attributes={DESK: desk_name}):
+            rendered = self.server.render_desk(desk)
         vendor, _ = self.server.vendor_of(desk)
         event = plugin(vendor).notify_event if vendor else DEFAULT_NOTIFY_EVENT
         reprovision_id = uuid.uuid4().hex
         version = rendered.version if rendered is not None else ""
+        span.set_attributes(
+            {
+                "hotdesk.reprovision_id": reprovision_id,
+                "hotdesk.config_version": version,
+                "hotdesk.vendor": vendor,
+            }
+        )
         tracker = ReprovisionTracker(self.settings)
-        actions = tracker.start(desk_name, reprovision_id, version, event, time.time())
+        actions = tracker.start(
+            desk_name, reprovision_id, version, event, time.time(), trace=traceparent()
+        )
         started = tracker.get(desk_name)
         assert started is not None
         store = self._require_store()
@@ -384,12 +428,18 @@ class Provisioner:
             filename=served.filename,
         )
         # Every replica hears it, this one included: the one holding the reprovision
-        # may be any of them.
-        self._spawn(
-            self.ctx.nc.publish(
-                subjects.config_served(served.desk), _command_encoder.encode(message)
-            )
-        )
+        # may be any of them. The task starts in the fetch's span, and so continues it.
+        self._spawn(self._publish_served(message))
+
+    async def _publish_served(self, message: ConfigServed) -> None:
+        subject = subjects.config_served(message.desk)
+        with publish_span(_tracer, "ConfigServed", subject, attributes={DESK: message.desk}) as h:
+            await self.ctx.nc.publish(subject, _command_encoder.encode(message), headers=h)
+
+    def _trace_of(self, desk: str) -> str:
+        """The trace of the desk's reprovision in flight (``""``: none)."""
+        entry = self._in_flight.get(desk)
+        return entry[1].trace if entry is not None else ""
 
     def _learned(self, desk: str, vendor: str, model: str) -> None:
         self._spawn(self._require_store().learn_vendor(desk, vendor, model))
@@ -402,9 +452,12 @@ class Provisioner:
         if served.desk in self._in_flight:
             version, at = served.config_version, served.at.timestamp()
             newest = self._newest_version(served.desk)
-            await self._step_logged(
-                served.desk, lambda t, now: t.fetched(served.desk, version, at, newest=newest)
-            )
+            with process_span(
+                _tracer, "ConfigServed", msg.subject, msg.headers, attributes={DESK: served.desk}
+            ):
+                await self._step_logged(
+                    served.desk, lambda t, now: t.fetched(served.desk, version, at, newest=newest)
+                )
 
     def _newest_version(self, desk_name: str) -> str:
         """The version the desk's files render to now ("" if unknown)."""
@@ -544,23 +597,44 @@ class Provisioner:
             desk=action.desk, event=action.event, reprovision_id=action.reprovision_id
         )
         timeout = self.ctx.config.provisioning.stage_timeout_seconds
-        try:
-            reply = await self.ctx.nc.request(
-                subjects.EDGE_COMMAND_ANY, _command_encoder.encode(command), timeout=timeout
+        # Retries too (started by a deadline, on any replica) belong to the reprovision's
+        # trace, which the action carries.
+        with publish_span(
+            _tracer,
+            "SendCheckSync",
+            subjects.EDGE_COMMAND_ANY,
+            context=context_of(action.trace),
+            kind=SpanKind.CLIENT,
+            attributes={
+                DESK: action.desk,
+                "hotdesk.reprovision_id": action.reprovision_id,
+                "hotdesk.attempt": action.attempt,
+            },
+        ) as headers:
+            try:
+                reply = await self.ctx.nc.request(
+                    subjects.EDGE_COMMAND_ANY,
+                    _command_encoder.encode(command),
+                    timeout=timeout,
+                    headers=headers,
+                )
+                result = _result_decoder.decode(reply.data)
+                status, contacts = result.status, result.contacts
+            except (NoRespondersError, TimeoutError, msgspec.DecodeError) as exc:
+                # No edge answered: a NOTIFY failure, retried like a phone that did not
+                # answer.
+                log.warning(
+                    "check-sync not sent",
+                    extra={
+                        "desk": action.desk,
+                        "reprovision_id": action.reprovision_id,
+                        "error": type(exc).__name__,
+                    },
+                )
+                status, contacts = 0, -1
+            trace.get_current_span().set_attributes(
+                {SIP_STATUS_CODE: status, "hotdesk.contacts": contacts}
             )
-            result = _result_decoder.decode(reply.data)
-            status, contacts = result.status, result.contacts
-        except (NoRespondersError, TimeoutError, msgspec.DecodeError) as exc:
-            # No edge answered: a NOTIFY failure, retried like a phone that did not answer.
-            log.warning(
-                "check-sync not sent",
-                extra={
-                    "desk": action.desk,
-                    "reprovision_id": action.reprovision_id,
-                    "error": type(exc).__name__,
-                },
-            )
-            status, contacts = 0, -1
         await self._step(
             action.desk,
             lambda t, now: t.notify_answered(
@@ -592,11 +666,16 @@ class Provisioner:
             )
         # One outcome per reprovision, whichever replicas publish it: JetStream drops
         # a second publish with the same message id within the duplicate window.
-        ack = await self.ctx.js.publish(
-            subjects.provisioning_event(action.desk),
-            encode_message(message),
+        subject = subjects.provisioning_event(action.desk)
+        with publish_span(
+            _tracer,
+            type(message).__name__,
+            subject,
+            context=context_of(action.trace),
             headers={"Nats-Msg-Id": f"reprovision-{action.reprovision_id}"},
-        )
+            attributes={DESK: action.desk, "hotdesk.reprovision_id": action.reprovision_id},
+        ) as headers:
+            ack = await self.ctx.js.publish(subject, encode_message(message), headers=headers)
         if ack.duplicate:
             return
         extra = {

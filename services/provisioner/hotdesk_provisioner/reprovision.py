@@ -6,6 +6,10 @@ re-registered -> confirmed. A stage that does not complete within the stage time
 retried from the NOTIFY after an exponential backoff, ``retries`` times; then it fails,
 naming the stage it got stuck at. A desk with no registered contact is offline: its
 reprovision waits, without using up attempts, until the desk registers again.
+
+A reprovision remembers the trace it was started in (a W3C ``traceparent``, opaque
+here) and hands it on with every action, so each NOTIFY, the phone's fetch and the
+outcome belong to the trace of the login that caused them, whichever replica acts.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class SendNotify:
     event: str
     reprovision_id: str
     attempt: int
+    trace: str = ""
+    """The reprovision's trace (``traceparent``), for the NOTIFY's span."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,7 @@ class Confirmed:
     reprovision_id: str
     config_version: str
     attempts: int
+    trace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,7 @@ class Failed:
     attempts: int
     stage: str
     """``notify``, ``fetch`` or ``register``."""
+    trace: str = ""
 
 
 Action = SendNotify | Confirmed | Failed
@@ -78,6 +86,8 @@ class Reprovision:
     stage: Stage
     deadline: float | None
     failed_stage: Stage = Stage.NOTIFY
+    trace: str = ""
+    """W3C ``traceparent`` of the span that started it ("": none)."""
 
 
 class ReprovisionTracker:
@@ -102,8 +112,11 @@ class ReprovisionTracker:
         config_version: str,
         notify_event: str,
         now: float,
+        *,
+        trace: str = "",
     ) -> list[Action]:
-        """Begin reprovisioning ``desk`` to ``config_version`` (superseding any other)."""
+        """Begin reprovisioning ``desk`` to ``config_version`` (superseding any other);
+        ``trace`` is the ``traceparent`` its actions carry."""
         self._active[desk] = Reprovision(
             desk=desk,
             reprovision_id=reprovision_id,
@@ -112,6 +125,7 @@ class ReprovisionTracker:
             attempt=0,
             stage=Stage.NOTIFY,
             deadline=None,
+            trace=trace,
         )
         return self._attempt(self._active[desk], now)
 
@@ -160,7 +174,13 @@ class ReprovisionTracker:
         if current.stage is Stage.REGISTER:
             del self._active[desk]
             return [
-                Confirmed(desk, current.reprovision_id, current.config_version, current.attempt)
+                Confirmed(
+                    desk,
+                    current.reprovision_id,
+                    current.config_version,
+                    current.attempt,
+                    current.trace,
+                )
             ]
         if current.stage is Stage.OFFLINE:
             return self._send(current, now)
@@ -197,7 +217,13 @@ class ReprovisionTracker:
         current.stage = Stage.NOTIFY
         current.deadline = now + self.settings.stage_timeout_seconds
         return [
-            SendNotify(current.desk, current.notify_event, current.reprovision_id, current.attempt)
+            SendNotify(
+                current.desk,
+                current.notify_event,
+                current.reprovision_id,
+                current.attempt,
+                current.trace,
+            )
         ]
 
     def _stuck(self, current: Reprovision, stage: Stage, now: float) -> list[Action]:
@@ -210,6 +236,7 @@ class ReprovisionTracker:
                     current.config_version,
                     current.attempt,
                     stage.value,
+                    current.trace,
                 )
             ]
         current.failed_stage = stage

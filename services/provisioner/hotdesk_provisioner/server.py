@@ -11,6 +11,11 @@ Order of decisions, so that nothing tells a stranger whether a MAC exists:
 
 The desk's state comes from :class:`DeskSeats` (fed from the ledger), so a fetch always
 renders from the newest state this process has seen.
+
+Every request is a ``GET provisioning file`` server span. Its parent is the request's
+own ``traceparent`` header when it has one; else, for an authenticated desk with a
+reprovision in flight, the reprovision's trace (``trace_of``), so the fetch a
+check-sync NOTIFY asked for joins the trace of the login that caused it; else none.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +39,7 @@ from starlette.routing import Route
 
 from hotdesk_contracts.directory import Desk, Directory, ProvisioningSettings, SipSettings
 from hotdesk_contracts.messages import UnknownDeviceSeen
+from hotdesk_runtime.telemetry import DESK, context_of, extract_context
 
 from . import httpauth
 from .nonces import LocalNonceCounts, NonceCounts, parse_nc
@@ -40,6 +49,7 @@ from .seats import DeskSeats
 from .vendors import Detection, FileRole, detect
 
 log = logging.getLogger("hotdesk.provisioner.http")
+_tracer = trace.get_tracer("hotdesk_provisioner")
 
 UNKNOWN_DEVICE_REPORT_SECONDS = 3600.0
 UNKNOWN_DEVICE_REPORTS_PER_MINUTE = 30
@@ -70,6 +80,8 @@ UnknownDeviceReporter = Callable[[UnknownDeviceSeen], Awaitable[None]]
 ServedListener = Callable[[ServedFile], None]
 LearnedListener = Callable[[str, str, str], None]
 """(desk, vendor, model) as a desk without a configured vendor showed itself."""
+TraceOf = Callable[[str], str]
+"""A desk's reprovision trace as a W3C ``traceparent`` (``""``: none in flight)."""
 
 
 class ProvisioningServer:
@@ -91,8 +103,10 @@ class ProvisioningServer:
         nonce_lifetime_seconds: float = 300.0,
         nonce_counts: NonceCounts | None = None,
         on_learned: LearnedListener | None = None,
+        trace_of: TraceOf | None = None,
     ) -> None:
         self._directory = directory
+        self._trace_of = trace_of
         self.settings = settings
         self.sip = sip
         self.seats = seats
@@ -176,8 +190,39 @@ class ProvisioningServer:
         return JSONResponse({"status": "ok"})
 
     async def _fetch(self, request: Request) -> Response:
+        started = time.time_ns()
         now = self._clock()
         client = self.client_address(request)
+        admitted = await self._admit(request, client, now)
+        desk = admitted[0] if isinstance(admitted, tuple) else None
+        attributes = {"http.request.method": request.method, "url.path": request.url.path}
+        if desk is not None:
+            attributes[DESK] = desk.name
+        with _tracer.start_as_current_span(
+            "GET provisioning file",
+            context=self._trace_parent(request, desk),
+            kind=SpanKind.SERVER,
+            start_time=started,
+            attributes=attributes,
+        ) as span:
+            if isinstance(admitted, Response):
+                response = admitted
+            else:
+                response = self._serve(*admitted, client, now)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    def _trace_parent(self, request: Request, desk: Desk | None) -> otel_context.Context:
+        if "traceparent" in request.headers:
+            return extract_context(request.headers)
+        if desk is not None and self._trace_of is not None:
+            return context_of(self._trace_of(desk.name))
+        return otel_context.Context()
+
+    async def _admit(
+        self, request: Request, client: str, now: float
+    ) -> tuple[Desk, Detection] | Response:
+        """The desk asking and the file it asks for, or the refusal to answer with."""
         if not self._limiter.allow(client, now):
             log.warning("provisioning rate limit", extra={"client": client})
             return Response(
@@ -201,6 +246,9 @@ class ProvisioningServer:
             return desk
         if not _may_fetch(desk, found):
             return _not_found()
+        return desk, found
+
+    def _serve(self, desk: Desk, found: Detection, client: str, now: float) -> Response:
         if self._learned.get(desk.name) != (found.vendor, found.model):
             self._learned[desk.name] = (found.vendor, found.model)
             if not desk.vendor and self._on_learned is not None:
@@ -208,6 +256,7 @@ class ProvisioningServer:
         rendered = self.render_desk(desk)
         if rendered is None or found.filename not in rendered.files:
             return _not_found()
+        trace.get_current_span().set_attribute("hotdesk.config_version", rendered.version)
         if found.role is FileRole.DESK:
             served = ServedFile(desk.name, found.filename, rendered.version, now)
             for listener in self._served_listeners:

@@ -4,7 +4,8 @@ Bucket ``hotdesk_provisioner`` holds:
 
 - ``nonce-key``: the key digest nonces are signed with, created once by whichever
   replica starts first, so a nonce issued by one replica is good on every other;
-- ``reprovision.<desk>``: the desk's reprovision in flight (stage, attempts, deadline).
+- ``reprovision.<desk>``: the desk's reprovision in flight (stage, attempts, deadline,
+  the trace it belongs to).
   Every change is a compare-and-set on the key's revision, so when several replicas see
   the same input (a fetch, a registration, a deadline) exactly one of them moves the
   reprovision on;
@@ -77,6 +78,9 @@ class SavedReprovision(msgspec.Struct, frozen=True, kw_only=True):
     failed_stage: str
     owner: str = ""
     """The replica that wrote this revision (for operators; any replica may continue)."""
+    trace: str = ""
+    """W3C ``traceparent`` of the reprovision's trace, so any replica's NOTIFY, fetch
+    and outcome spans join it."""
 
 
 class LearnedVendor(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,6 +131,7 @@ def encode_reprovision(reprovision: Reprovision, owner: str) -> bytes:
             deadline=reprovision.deadline,
             failed_stage=reprovision.failed_stage.value,
             owner=owner,
+            trace=reprovision.trace,
         )
     )
 
@@ -144,6 +149,7 @@ def decode_reprovision(data: bytes) -> Reprovision:
             stage=Stage(saved.stage),
             deadline=saved.deadline,
             failed_stage=Stage(saved.failed_stage),
+            trace=saved.trace,
         )
     except (msgspec.DecodeError, ValueError) as exc:
         raise StateError(f"stored reprovision cannot be read: {exc}") from exc
