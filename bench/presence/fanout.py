@@ -290,8 +290,11 @@ async def floor_rounds(
 async def run(subscribers: int = SUBSCRIBERS, rounds: int = ROUNDS) -> dict[str, Any]:
     """Start nats-server, the edge and ``subscribers`` subscribers; measure ``rounds``
     state changes through the edge, then ``rounds`` floor rounds."""
-    # The edge logs each subscription at INFO; keep the bench output to the figures.
-    logging.getLogger("hotdesk").setLevel(logging.WARNING)
+    # The edge logs each subscription at INFO; keep the bench output to the figures
+    # (and give the level back: tests run this in their own process).
+    quiet = logging.getLogger("hotdesk")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
     server = NatsServer().start()
     try:
         nc = await nats.connect(server.url)
@@ -331,6 +334,7 @@ async def run(subscribers: int = SUBSCRIBERS, rounds: int = ROUNDS) -> dict[str,
         await nc.close()
     finally:
         server.close()
+        quiet.setLevel(level)
     costs = stage_costs(subscribers)
     edge_last = [r["last_ms"] for r in through_edge]
     floor_last = [r["last_ms"] for r in floor]

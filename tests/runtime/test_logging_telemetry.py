@@ -24,11 +24,16 @@ from hotdesk_runtime.telemetry import (
 def captured() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
+    ours = logging.getLogger("hotdesk")
+    saved = (list(root.handlers), root.level, ours.level)
+    # Whatever ran before in this process (a benchmark quietens "hotdesk") must not
+    # decide what these tests see: setup_logging's level is the one under test.
+    ours.setLevel(logging.NOTSET)
     setup_logging("ivr", level="DEBUG", fmt="json", stream=stream)
     yield stream
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
+    ours.setLevel(saved[2])
 
 
 def records(stream: io.StringIO) -> list[dict[str, object]]:
