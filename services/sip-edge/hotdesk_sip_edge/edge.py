@@ -43,6 +43,9 @@ log = logging.getLogger("hotdesk.sip_edge")
 Publish = Callable[[str, bytes], Awaitable[None]]
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, SUBSCRIBE, NOTIFY"
 _FORGET_AFTER = 32.0
+_SERVER_TX_LIMIT = 64 * 0.5 + _FORGET_AFTER
+"""A server transaction without a timer running (its TU never answered) is dropped
+this long after the request came."""
 
 
 def nonce_secret(directory: Directory, realm: str) -> bytes:
@@ -198,9 +201,11 @@ class SipEdge:
         self._locations = locations
         self._server_tx: dict[tuple[str, str, str], tuple[ServerTransaction, Source]] = {}
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
-        self._client_due = Deadlines()
+        self._client_due: Deadlines[str] = Deadlines()
         """When each client transaction in ``_client_tx`` next needs its timers run."""
-        self._invite_tx: set[tuple[str, str, str]] = set()
+        self._server_due: Deadlines[tuple[str, str, str]] = Deadlines()
+        """When each server transaction in ``_server_tx`` next needs its timers run or
+        its end checked: a registrar holds tens of thousands of them in Timer J."""
         self._resolved: dict[str, tuple[str, float]] = {}
         self._forget: deque[tuple[float, str]] = deque()
         """Ended client transactions' branches with the time to forget them, in that order
@@ -305,6 +310,7 @@ class SipEdge:
             # Keep the server transaction current so a retransmitted request is
             # answered with the latest response (RFC 3261 §17.2.1).
             entry[0].respond(response.status, data, self._clock())
+            self._server_due.schedule(key, entry[0].deadline)
         self.transport.send_to(data, response_target(via, target))
 
     def track(self, branch: str, tx: ClientTransaction, target: Source) -> None:
@@ -380,6 +386,7 @@ class SipEdge:
             tx, _ = existing
             if request.method == "ACK":
                 tx.ack(now)  # the ACK of a non-2xx final response ends here (§17.2.1)
+                self._server_due.schedule(key, tx.deadline)
                 return
             again = tx.retransmission()
             if again is not None:
@@ -393,15 +400,22 @@ class SipEdge:
             return
         tx = ServerTransaction(request.method, now, reliable=source.transport != "UDP")
         self._server_tx[key] = (tx, source)
-        if tx.invite and not tx.reliable:
-            self._invite_tx.add(key)  # only these retransmit responses (Timer G)
+        # Checked again when the TU has not answered by then.
+        self._server_due.schedule(key, now + _SERVER_TX_LIMIT)
         response = await self._route_request(request, source, now)
         if response is not None:
-            self._respond(tx, response, source)
+            self._respond(key, tx, response, source)
 
-    def _respond(self, tx: ServerTransaction, response: SipResponse, source: Source) -> None:
+    def _respond(
+        self,
+        key: tuple[str, str, str],
+        tx: ServerTransaction,
+        response: SipResponse,
+        source: Source,
+    ) -> None:
         data = response.serialize()
         tx.respond(response.status, data, self._clock())
+        self._server_due.schedule(key, tx.deadline)
         try:
             target = response_target(response.top_via, source)
         except (HeaderError, IndexError):
@@ -447,9 +461,7 @@ class SipEdge:
             await asyncio.sleep(0.05)
             ticks += 1
             try:
-                # Retransmission timers every tick; the sweep of every server
-                # transaction (Timer J/K-style clean-up) once a second.
-                self._run_timers(self._clock(), full=ticks % 20 == 0)
+                self._run_timers(self._clock())
                 if ticks % 20 == 0:
                     self._follow_directory()
                 if ticks % 10 == 0:
@@ -457,7 +469,7 @@ class SipEdge:
             except Exception:
                 log.exception("transaction timer error")
 
-    def _run_timers(self, now: float, *, full: bool = True) -> None:
+    def _run_timers(self, now: float) -> None:
         assert self.proxy is not None
         # Only the client transactions whose deadline came: a scan of all of them every
         # tick cost more than a BLF fan-out to a thousand watchers.
@@ -480,11 +492,11 @@ class SipEdge:
                 self._schedule(branch, ctx, now)
         while self._forget and self._forget[0][0] <= now:
             self.proxy.forget(self._forget.popleft()[1])
-        keys = list(self._server_tx) if full else list(self._invite_tx)
-        for key in keys:
+        # Only the server transactions with a timer due (Timer G/H/I/J) or that the TU
+        # left unanswered too long.
+        for key in self._server_due.due(now):
             entry = self._server_tx.get(key)
             if entry is None:
-                self._invite_tx.discard(key)
                 continue
             stx, source = entry
             deadline = stx.deadline
@@ -492,11 +504,15 @@ class SipEdge:
                 for action in stx.fire(now):
                     if isinstance(action, Send):
                         self.transport.send_to(action.data, source)
+                deadline = stx.deadline
             if stx.state is State.TERMINATED or (
-                stx.deadline is None and now - stx.created > 64 * 0.5 + _FORGET_AFTER
+                deadline is None and now - stx.created > _SERVER_TX_LIMIT
             ):
                 del self._server_tx[key]
-                self._invite_tx.discard(key)
+            else:
+                self._server_due.schedule(
+                    key, deadline if deadline is not None else stx.created + _SERVER_TX_LIMIT
+                )
 
     def _timed_out(self, branch: str) -> None:
         assert self.proxy is not None

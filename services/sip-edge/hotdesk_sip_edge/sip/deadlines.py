@@ -12,10 +12,15 @@ Pure: the caller passes the times and asks again after a transaction changed.
 from __future__ import annotations
 
 import heapq
+from typing import Generic, TypeVar
+
+K = TypeVar("K", str, tuple[str, str, str])
+"""A client transaction's branch or a server transaction's key."""
 
 
-class Deadlines:
-    """Keys (transaction branches) by the time they are next due.
+class Deadlines(Generic[K]):
+    """Keys (transaction branches, server transaction keys) by the time they are next
+    due.
 
     :meth:`schedule` only ever brings a key's time forward; a key whose transaction
     moved its deadline later is simply returned early by :meth:`due` and scheduled
@@ -23,10 +28,10 @@ class Deadlines:
     """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, str]] = []
-        self._at: dict[str, float] = {}
+        self._heap: list[tuple[float, K]] = []
+        self._at: dict[K, float] = {}
 
-    def schedule(self, key: str, at: float | None) -> None:
+    def schedule(self, key: K, at: float | None) -> None:
         """Make ``key`` due at ``at``, unless it already is at that time or earlier
         (None: nothing to schedule)."""
         if at is None:
@@ -37,9 +42,9 @@ class Deadlines:
         self._at[key] = at
         heapq.heappush(self._heap, (at, key))
 
-    def due(self, now: float) -> list[str]:
+    def due(self, now: float) -> list[K]:
         """The keys due at ``now``, earliest first; they are no longer scheduled."""
-        out: list[str] = []
+        out: list[K] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
             at, key = heapq.heappop(heap)
