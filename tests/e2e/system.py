@@ -132,6 +132,13 @@ class System:
     async def desk_ledger(self, desk: str) -> list[LedgerEvent]:
         return await self.ledger(subjects.desk_ledger(desk))
 
+    async def whole_ledger(self) -> dict[str, list[LedgerEvent]]:
+        """Every ledger event, by subject (each subject's events in order)."""
+        out: dict[str, list[LedgerEvent]] = {}
+        for stored in await EventStore(self.js).read(subjects.LEDGER_ALL):
+            out.setdefault(stored.subject, []).append(stored.event)
+        return out
+
 
 async def _edge_answers(port: int) -> None:
     """Wait until the edge answers an OPTIONS on its UDP port."""
@@ -208,12 +215,15 @@ async def running_system(
     logout_key_uri: str = "",
     extra: Sequence[str] = (),
     configure: Callable[[Config], Config] | None = None,
+    ivr: bool = True,
 ) -> AsyncIterator[System]:
     """The IVR and the edge, each its service's own ``serve(ctx)``, until the block ends.
 
     ``extra`` adds :data:`PROVISIONER` and/or :data:`PRESENCE`, their HTTP servers on
     free loopback ports; ``configure`` edits the configuration before anything starts
-    (the ports are already filled in)."""
+    (the ports are already filled in). Without ``ivr`` no IVR runs in the test's
+    process: the test runs its own (``hotdesk run ivr`` processes, say), which must
+    have installed the prompts."""
     await ensure_jetstream(js)
     port = free_udp_port()
     cfg = config(port, rtp, logout_key_uri=logout_key_uri)
@@ -228,9 +238,10 @@ async def running_system(
     tasks: list[asyncio.Task[None]] = []
     connections: list[Client] = []
     try:
-        ivr_ctx = _context("ivr", cfg, nc, js)
-        contexts.append(ivr_ctx)
-        tasks.append(asyncio.create_task(ivr_main.serve(ivr_ctx)))
+        if ivr:
+            ivr_ctx = _context("ivr", cfg, nc, js)
+            contexts.append(ivr_ctx)
+            tasks.append(asyncio.create_task(ivr_main.serve(ivr_ctx)))
         for _ in range(500):
             if {r.state for r in await prompts.status(js)} == {prompts.OK}:
                 break
@@ -324,16 +335,33 @@ async def sipp_desk_call(
     info: bool = False,
     transport: str = "u1",
     contact_port: int | None = None,
+    digits_from_listener: bool = False,
 ) -> SippRun:
     """A SIPp desk registers, dials ``dial`` and types ``digits`` (over UDP, or TCP with
     ``transport="t1"``); bounded by its own ``-timeout``. With ``contact_port`` the
     REGISTER binds the desk to that loopback port instead of SIPp's own (where another
-    process plays the phone's SIP port: check-sync NOTIFYs and calls go there)."""
+    process plays the phone's SIP port: check-sync NOTIFYs and calls go there).
+
+    The SDP offers ``rtp_listener`` as the desk's media port. SIPp replays the RFC 2833
+    captures from a raw socket whose source port is whatever ``[media_port]`` stood for
+    on the offer's audio line, and without that keyword port 0: the edge's symmetric
+    RTP then answers to port 0 and the listener hears nothing after the first digit.
+    With ``digits_from_listener`` the offer's port is written as ``[media_port±n]``
+    naming ``rtp_listener``, so the digits come from the port the listener holds and
+    it hears the whole call, as a phone's one RTP port would."""
     text = (
         (SCENARIOS / "desk_call.xml")
         .read_text()
         .replace("@DIGITS@", digits_steps(digits, info=info))
     )
+    media_port = free_sipp_media_port()
+    if digits_from_listener:
+        # SIPp binds -mp to -mp+3 itself; the listener holds its port already.
+        while -3 <= rtp_listener - media_port <= 3:
+            media_port = free_sipp_media_port()
+        offer = "m=audio [rtp] RTP/AVP"
+        assert text.count(offer) == 2, "desk_call.xml's SDP offers changed"
+        text = text.replace(offer, f"m=audio [media_port{rtp_listener - media_port:+d}] RTP/AVP")
     if contact_port is not None:
         own = "Contact: <sip:[desk]@[local_ip]:[local_port]>\n      Expires: 60"
         assert text.count(own) == 2, "desk_call.xml's REGISTER Contact changed"
@@ -357,7 +385,7 @@ async def sipp_desk_call(
         "-p",
         str(free_udp_port()),
         "-mp",
-        str(free_udp_port()),
+        str(media_port),
         "-au",
         desk,
         "-ap",
@@ -394,6 +422,25 @@ async def sipp_desk_call(
         err.decode(errors="replace"),
         log.read_text(errors="replace") if log.exists() else "",
     )
+
+
+EventFacts = tuple[str, dict[str, object]]
+
+
+def event_facts(ledger: dict[str, list[LedgerEvent]]) -> dict[str, list[EventFacts]]:
+    """:meth:`System.whole_ledger` without what differs from run to run (ids, times,
+    causes, lockout ends): each event as its type and its domain fields."""
+    varying = {"event_id", "at", "cause", "correlation_id", "version", "until"}
+    return {
+        subject: [
+            (
+                type(event).__name__,
+                {k: v for k, v in msgspec.structs.asdict(event).items() if k not in varying},
+            )
+            for event in events
+        ]
+        for subject, events in ledger.items()
+    }
 
 
 def prompt_codes(prompt_id: str) -> bytes:
