@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
 import time
@@ -87,6 +88,10 @@ class BlfNotifier:
         self._monotonic = monotonic
         self._sources: dict[SubscriptionKey, Source] = {}
         self._routes: dict[SubscriptionKey, _Route] = {}
+        # Branches unique across space and time (RFC 3261 §8.1.1.7) without a call to
+        # the OS's random source per NOTIFY: a random prefix per notifier, a counter.
+        self._branch_prefix = f"{MAGIC}{secrets.token_hex(8)}."
+        self._branches = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, request: SipRequest, source: Source) -> SipResponse:
@@ -156,7 +161,7 @@ class BlfNotifier:
         if notify.terminated:
             self._sources.pop(key, None)
             self._routes.pop(key, None)
-        branch = MAGIC + secrets.token_hex(8)
+        branch = f"{self._branch_prefix}{next(self._branches):x}"
         via = f"{route.via_head};branch={branch};rport"
         data = route.wire.render(notify, via)
         target = route.target
