@@ -12,10 +12,13 @@ In one run:
   (events/s, peak RSS growth), beside a raw nats-py ordered consumer that only counts.
 
 Figures go to ``bench/results/presence.json`` and a chart to ``bench/results/presence.png``.
+``--fanout-only`` measures the fan-out alone and keeps the rebuild figures of the last
+full run (with that run's date) in the results.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -106,7 +109,7 @@ async def bench_rebuild() -> dict[str, Any]:
         server.close()
 
 
-async def run() -> dict[str, Any]:
+async def run(*, rebuild: bool = True) -> dict[str, Any]:
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -118,11 +121,13 @@ async def run() -> dict[str, Any]:
     results["blf_fanout"] = await fanout.run()
     f = results["blf_fanout"]
     print(
-        f"edge p50 {f['edge']['p50_ms']:.1f} ms p99 {f['edge']['p99_ms']:.1f} ms; "
+        f"edge p50 {f['edge']['p50_ms']:.1f} ms p99 {f['edge']['p99_ms']:.1f} ms, "
+        f"CPU {f['edge_cpu']['per_change_ms']:.1f} ms per change; "
         f"floor p50 {f['floor_sendto']['p50_ms']:.1f} ms",
         flush=True,
     )
-    results["rebuild"] = await bench_rebuild()
+    if rebuild:
+        results["rebuild"] = await bench_rebuild()
     results["load_average_at_end"] = os.getloadavg()[0]
     return results
 
@@ -147,7 +152,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0, max([*edge, *floor, TARGET_P99_MS]) * 1.35)  # room for the legend
     ax.set_title(
         f"BLF fan-out to {f['subscribers']:,}: edge p50 {f['edge']['p50_ms']:.0f} / "
-        f"p99 {f['edge']['p99_ms']:.0f} ms, floor p50 {f['floor_sendto']['p50_ms']:.0f} ms"
+        f"p99 {f['edge']['p99_ms']:.0f} ms ({f['edge_cpu']['per_change_ms']:.0f} ms CPU "
+        f"per change), floor p50 {f['floor_sendto']['p50_ms']:.0f} ms",
+        fontsize=10,
     )
     ax.legend(loc="upper right")
     ax = axes[1]
@@ -180,14 +187,37 @@ def chart(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def earlier_rebuild(path: Path) -> dict[str, Any]:
+    """The rebuild figures of the last full run in ``path``, with that run's date."""
+    try:
+        earlier: dict[str, Any] = json.loads(path.read_text())
+        rebuild: dict[str, Any] = earlier["rebuild"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(
+            f"--fanout-only keeps the rebuild figures of {path}, which has none ({exc}); "
+            "run the whole benchmark once"
+        ) from exc
+    return {**rebuild, "measured_in_run_of": rebuild.get("measured_in_run_of", earlier["when"])}
+
+
 def main(argv: list[str]) -> int:
     """Run the benchmark, write the JSON figures and the chart; 0 on success."""
+    parser = argparse.ArgumentParser(prog="python -m bench.presence")
+    parser.add_argument(
+        "--fanout-only",
+        action="store_true",
+        help="measure the BLF fan-out only; keep the last run's rebuild figures",
+    )
+    args = parser.parse_args(argv)
+    rebuild = None if not args.fanout_only else earlier_rebuild(RESULTS / "presence.json")
     try:
         import uvloop
 
-        results = uvloop.run(run())
+        results = uvloop.run(run(rebuild=rebuild is None))
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
-        results = asyncio.run(run())
+        results = asyncio.run(run(rebuild=rebuild is None))
+    if rebuild is not None:
+        results["rebuild"] = rebuild
     results["targets"] = {"blf_fanout_p99_ms": TARGET_P99_MS}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "presence.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -50,5 +50,12 @@ async def test_every_round_reaches_every_subscriber_after_the_change() -> None:
         # Each round's NOTIFYs arrive after the change that caused them.
         assert all(0 < r["first_ms"] <= r["last_ms"] for r in rounds)
     assert figures["edge"]["p50_ms"] <= figures["edge"]["p99_ms"]
+    cpu = figures["edge_cpu"]
+    assert 0 < cpu["to_last_notify_p50_ms"] <= cpu["to_last_notify_max_ms"]
+    assert cpu["per_change_ms"] > 0
+    assert set(figures["edge_stage_costs"]) == {
+        "state_changed_us_per_notify",
+        "wire_render_us_per_notify",
+    }
     assert figures["retransmitted_notifies"] >= 0
     assert figures["notify_bytes"] > 0
