@@ -9,13 +9,24 @@ routes correctly.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.api import Header
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    NoStreamResponseError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
 from hotdesk_contracts import streams
@@ -72,6 +83,7 @@ class ConcurrentUpdate(Exception):
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-=]+$")
 _BINDINGS = msgspec.json.Decoder(list[Binding])
+_ENCODE = msgspec.json.Encoder().encode
 
 
 def aor_key(aor: str) -> str:
@@ -81,12 +93,108 @@ def aor_key(aor: str) -> str:
     return "x_" + binascii.hexlify(aor.encode()).decode()
 
 
+class _PubAck(msgspec.Struct):
+    """JetStream's answer to a publish: the stored sequence, or an API error."""
+
+    seq: int = 0
+    error: dict[str, Any] | None = None
+
+
+_PUB_ACK = msgspec.json.Decoder(_PubAck)
+
+
+class AckedPublisher:
+    """JetStream publishes whose acks all come back to one wildcard inbox subscription.
+
+    ``JetStreamContext.publish`` makes each publish a request of its own (a timer, a
+    JSON decode and a dataclass per ack): on the REGISTER path that cost about as much
+    CPU as the digest check. Here many publishes are in flight at once, each waiting
+    for its own ack, and one timer a second fails those whose ack did not come within
+    ``timeout`` with the error ``JetStreamContext.publish`` raises.
+    """
+
+    def __init__(self, nc: Client, timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._timeout = timeout
+        self._prefix = ""
+        self._waiting: dict[str, tuple[asyncio.Future[int], float]] = {}
+        """Reply token -> the ack's future and its deadline, oldest first."""
+        self._sent = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        """Subscribe to the inbox the acks come to."""
+        self._prefix = self._nc.new_inbox() + "."
+        await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
+        """Publish and wait for the ack: the stream sequence of the message.
+
+        Raises :class:`APIError` (a failed expected-sequence check is err_code
+        10071), :class:`NoStreamResponseError` or a NATS timeout.
+        """
+        if not self._prefix:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        self._sent += 1
+        token = format(self._sent, "x")
+        future: asyncio.Future[int] = loop.create_future()
+        self._waiting[token] = (future, loop.time() + self._timeout)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(1.0, self._sweep)
+        try:
+            await self._nc.publish(subject, data, reply=self._prefix + token, headers=headers)
+            return await future
+        finally:
+            self._waiting.pop(token, None)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        entry = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if entry is None or entry[0].done():
+            return
+        future = entry[0]
+        if msg.headers and msg.headers.get(Header.STATUS) == "503":
+            future.set_exception(NoStreamResponseError())  # no stream takes the subject
+            return
+        try:
+            ack = _PUB_ACK.decode(msg.data)
+        except msgspec.DecodeError:
+            future.set_exception(APIError(description="malformed JetStream ack"))
+            return
+        if ack.error is not None:
+            future.set_exception(
+                APIError(
+                    code=ack.error.get("code"),
+                    err_code=ack.error.get("err_code"),
+                    description=ack.error.get("description"),
+                )
+            )
+            return
+        future.set_result(ack.seq)
+
+    def _sweep(self) -> None:
+        now = asyncio.get_running_loop().time()
+        expired: list[str] = []
+        for token, (_, deadline) in self._waiting.items():
+            if deadline > now:
+                break  # the rest were sent later
+            expired.append(token)
+        for token in expired:
+            future, _ = self._waiting.pop(token)
+            if not future.done():
+                future.set_exception(NatsTimeoutError())
+        self._sweeper = (
+            asyncio.get_running_loop().call_later(1.0, self._sweep) if self._waiting else None
+        )
+
+
 class KvLocationStore:
     """:class:`LocationStore` on the REGISTRATIONS KV bucket."""
 
-    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, kv: KeyValue, nc: Client | None = None) -> None:
         self._js = js
         self._kv = kv
+        self._publisher = AckedPublisher(nc if nc is not None else js._nc)
         self._ttl_ok = True
         self._written: dict[str, tuple[list[Binding], int]] = {}
         """AOR -> the bindings this process last stored and their revision."""
@@ -102,7 +210,9 @@ class KvLocationStore:
                 description=streams.REGISTRATIONS.description,
                 ttl=streams.REGISTRATIONS.ttl_seconds,
             )
-        return cls(js, kv)
+        store = cls(js, kv)
+        await store._publisher.start()
+        return store
 
     async def load(self, aor: str) -> tuple[list[Binding], int]:
         try:
@@ -138,15 +248,13 @@ class KvLocationStore:
         # is how a per-message TTL and the expected revision go together.
         subject = f"$KV.{streams.REGISTRATIONS.bucket}.{aor_key(aor)}"
         headers = {"Nats-Expected-Last-Subject-Sequence": str(revision)}
-        data = msgspec.json.encode(bindings)
+        if self._ttl_ok:
+            # Whole seconds, as JetStreamContext.publish(msg_ttl=) writes it.
+            headers[Header.MSG_TTL] = str(int(max(1.0, ttl)))
+        data = _ENCODE(bindings)
         try:
-            ack = await self._js.publish(
-                subject,
-                data,
-                headers=headers,
-                msg_ttl=max(1.0, ttl) if self._ttl_ok else None,
-            )
-            self._written[aor] = (list(bindings), ack.seq)
+            seq = await self._publisher.publish(subject, data, headers)
+            self._written[aor] = (list(bindings), seq)
         except APIError as exc:
             if exc.err_code in (10071, 10164):
                 raise ConcurrentUpdate(aor) from exc
