@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -42,18 +43,17 @@ def desk_name(index: int) -> str:
     return f"HD{index + 1:04d}"
 
 
-# Headers a UAS copies from a request into its response (RFC 3261 section 8.2.6.2).
-_COPIED = (b"via:", b"v:", b"from:", b"f:", b"to:", b"t:", b"call-id:", b"i:", b"cseq:")
+# Header lines a UAS copies from a request into its response (RFC 3261 section 8.2.6.2),
+# long or compact names. One regex pass: the subscribers answer a thousand NOTIFYs per
+# change on the same machine as the edge, so their CPU time is kept small.
+_COPIED = re.compile(rb"\r\n((?:via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[^\r\n]*)", re.IGNORECASE)
 
 
 def ok_for(notify: bytes) -> bytes:
     """A ``200 OK`` for a NOTIFY: its Via, From, To, Call-ID and CSeq copied back."""
-    head = notify.split(b"\r\n\r\n", 1)[0]
-    lines = [b"SIP/2.0 200 OK"]
-    for line in head.split(b"\r\n")[1:]:
-        if line[:9].lower().startswith(_COPIED):
-            lines.append(line)
-    lines.append(b"Content-Length: 0")
+    end = notify.find(b"\r\n\r\n")
+    head = notify if end < 0 else notify[: end + 2]
+    lines = [b"SIP/2.0 200 OK", *_COPIED.findall(head), b"Content-Length: 0"]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
