@@ -14,11 +14,13 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .headers import HeaderError, parse_auth, quote
 
 ALGORITHMS = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
+_CANONICAL_ALGORITHMS = {a.upper(): a for a in ALGORITHMS}
 
 
 class DigestError(ValueError):
@@ -36,7 +38,7 @@ class NonceState(enum.Enum):
 
 
 def _mac(secret: bytes, stamp: str) -> str:
-    digest = hmac.new(secret, stamp.encode("ascii"), hashlib.sha256).digest()[:18]
+    digest = hmac.digest(secret, stamp.encode("ascii"), "sha256")[:18]
     return base64.urlsafe_b64encode(digest).decode("ascii")
 
 
@@ -101,7 +103,7 @@ def parse_authorization(value: str) -> DigestResponse:
         if name not in params:
             raise DigestError(f"digest parameter {name!r} missing")
     algorithm = params.get("algorithm", "MD5")
-    canonical = {a.upper(): a for a in ALGORITHMS}.get(algorithm.upper())
+    canonical = _CANONICAL_ALGORITHMS.get(algorithm.upper())
     if canonical is None:
         raise DigestError(f"unsupported digest algorithm {algorithm[:20]!r}")
     qop = params.get("qop")
@@ -127,11 +129,16 @@ def parse_authorization(value: str) -> DigestResponse:
     )
 
 
-def _hash(algorithm: str, text: str) -> str:
-    data = text.encode("utf-8")
-    if algorithm.upper().startswith("SHA-256"):
-        return hashlib.sha256(data).hexdigest()
+def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _hasher(algorithm: str) -> Callable[[bytes], str]:
+    return _sha256 if algorithm.upper().startswith("SHA-256") else _md5
 
 
 def expected_response(creds: DigestResponse, method: str, password: str) -> str:
@@ -141,13 +148,17 @@ def expected_response(creds: DigestResponse, method: str, password: str) -> str:
     rather than the Request-URI, and Kamailio and Asterisk accept that too.
     """
     algo = creds.algorithm
-    ha1 = _hash(algo, f"{creds.username}:{creds.realm}:{password}")
+    h = _hasher(algo)
+    # surrogateescape: a value that is not UTF-8 is hashed as the bytes that were sent.
+    ha1 = h(f"{creds.username}:{creds.realm}:{password}".encode("utf-8", "surrogateescape"))
     if algo.lower().endswith("-sess"):
-        ha1 = _hash(algo, f"{ha1}:{creds.nonce}:{creds.cnonce or ''}")
-    ha2 = _hash(algo, f"{method}:{creds.uri}")
+        ha1 = h(f"{ha1}:{creds.nonce}:{creds.cnonce or ''}".encode("utf-8", "surrogateescape"))
+    ha2 = h(f"{method}:{creds.uri}".encode("utf-8", "surrogateescape"))
     if creds.qop == "auth":
-        return _hash(algo, f"{ha1}:{creds.nonce}:{creds.nc}:{creds.cnonce}:{creds.qop}:{ha2}")
-    return _hash(algo, f"{ha1}:{creds.nonce}:{ha2}")
+        text = f"{ha1}:{creds.nonce}:{creds.nc}:{creds.cnonce}:{creds.qop}:{ha2}"
+    else:
+        text = f"{ha1}:{creds.nonce}:{ha2}"
+    return h(text.encode("utf-8", "surrogateescape"))
 
 
 def verify(creds: DigestResponse, method: str, password: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .uri import SipUri, UnsupportedUriScheme, UriError, parse_uri
 
@@ -232,7 +232,7 @@ class Via:
 
     def with_param(self, name: str, value: str | None) -> Via:
         """A copy with parameter ``name`` set."""
-        return replace(self, params=set_param(self.params, name, value))
+        return Via(self.transport, self.host, self.port, set_param(self.params, name, value))
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
@@ -313,7 +313,7 @@ class NameAddr:
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
         """A copy with header parameter ``name`` set."""
-        return replace(self, params=set_param(self.params, name, value))
+        return NameAddr(self.raw_uri, self.display, set_param(self.params, name, value), self.uri)
 
     def __str__(self) -> str:
         display = "" if self.display is None else quote(self.display) + " "
