@@ -333,28 +333,34 @@ class SipEdge:
         if self.proxy is not None:
             self.proxy.rotate_route_secret(_route_secret(secret))
 
-    async def _on_message(self, message: SipRequest | SipResponse, source: Source) -> None:
-        assert self.proxy is not None
+    def _on_message(
+        self, message: SipRequest | SipResponse, source: Source
+    ) -> Awaitable[None] | None:
+        """Handle a message at once where that needs no waiting (retransmissions, the
+        registrar's challenges); else return the rest of the work for a task."""
         if isinstance(message, SipResponse):
-            branch = ""
-            with contextlib.suppress(HeaderError, IndexError):
-                branch = message.top_via.branch or ""
-                if message.cseq.method == "CANCEL":
-                    # The answer to a CANCEL the edge sent is hop-by-hop (RFC 3261
-                    # §16.10): it shares the INVITE's branch but not its transaction.
-                    return
-            entry = self._client_tx.get(branch)
-            if entry is not None:
-                now = self._clock()
-                fresh = entry[0].receive(message.status, now)
-                self._schedule(branch, entry[0], now)
-                if not fresh:
-                    if message.status >= 200 and entry[0].invite and message.status < 300:
-                        await self.proxy.response(message, source)  # 2xx retransmissions pass
-                    return
-            await self.proxy.response(message, source)
-            return
-        await self._on_request(message, source)
+            return self._on_response(message, source)
+        return self._on_request(message, source)
+
+    async def _on_response(self, message: SipResponse, source: Source) -> None:
+        assert self.proxy is not None
+        branch = ""
+        with contextlib.suppress(HeaderError, IndexError):
+            branch = message.top_via.branch or ""
+            if message.cseq.method == "CANCEL":
+                # The answer to a CANCEL the edge sent is hop-by-hop (RFC 3261
+                # §16.10): it shares the INVITE's branch but not its transaction.
+                return
+        entry = self._client_tx.get(branch)
+        if entry is not None:
+            now = self._clock()
+            fresh = entry[0].receive(message.status, now)
+            self._schedule(branch, entry[0], now)
+            if not fresh:
+                if message.status >= 200 and entry[0].invite and message.status < 300:
+                    await self.proxy.response(message, source)  # 2xx retransmissions pass
+                return
+        await self.proxy.response(message, source)
 
     def _stamp_via(self, request: SipRequest, source: Source) -> Via:
         """RFC 3261 §18.2.1 / RFC 3581 §4: record where the request really came from."""
@@ -376,8 +382,7 @@ class SipEdge:
                     break
         return stamped
 
-    async def _on_request(self, request: SipRequest, source: Source) -> None:
-        assert self.proxy is not None
+    def _on_request(self, request: SipRequest, source: Source) -> Awaitable[None] | None:
         now = self._clock()
         via = self._stamp_via(request, source)
         key = server_key(via.branch, f"{via.host}:{via.port or 5060}", request.method)
@@ -387,24 +392,46 @@ class SipEdge:
             if request.method == "ACK":
                 tx.ack(now)  # the ACK of a non-2xx final response ends here (§17.2.1)
                 self._server_due.schedule(key, tx.deadline)
-                return
+                return None
             again = tx.retransmission()
             if again is not None:
                 self.transport.send_to(again, response_target(via, source))
-            return
+            return None
         if request.method == "ACK":
-            if self.dialogs is not None and self.dialogs.owns(request):
-                await self.dialogs.in_dialog(request, source)
-                return
-            await self.proxy.in_dialog(request, source)
-            return
+            return self._ack(request, source)
         tx = ServerTransaction(request.method, now, reliable=source.transport != "UDP")
         self._server_tx[key] = (tx, source)
         # Checked again when the TU has not answered by then.
         self._server_due.schedule(key, now + _SERVER_TX_LIMIT)
-        response = await self._route_request(request, source, now)
-        if response is not None:
-            self._respond(key, tx, response, source)
+        if request.method == "REGISTER":
+            # Challenges and refusals, half of a registrar's answers, go out at once.
+            screened = self.registrar.screen(request, source, now)
+            if isinstance(screened, SipResponse):
+                self._respond(key, tx, screened, source)
+                return None
+            return self._answer(
+                key, tx, self.registrar.bind(request, source, now, screened), source
+            )
+        return self._answer(key, tx, self._route_request(request, source, now), source)
+
+    async def _ack(self, request: SipRequest, source: Source) -> None:
+        """An ACK outside any server transaction: a 2xx ACK (RFC 3261 §17.1.1.3)."""
+        assert self.proxy is not None
+        if self.dialogs is not None and self.dialogs.owns(request):
+            await self.dialogs.in_dialog(request, source)
+            return
+        await self.proxy.in_dialog(request, source)
+
+    async def _answer(
+        self,
+        key: tuple[str, str, str],
+        tx: ServerTransaction,
+        response: Awaitable[SipResponse | None],
+        source: Source,
+    ) -> None:
+        answer = await response
+        if answer is not None:
+            self._respond(key, tx, answer, source)
 
     def _respond(
         self,
@@ -430,8 +457,6 @@ class SipEdge:
         in_dialog = False
         with contextlib.suppress(HeaderError):
             in_dialog = request.to.tag is not None or bool(request.headers.get("Route"))
-        if method == "REGISTER":
-            return await self.registrar.handle(request, source, now)
         if method == "SUBSCRIBE" and self.subscriptions is not None:
             return await self.subscriptions.handle(request, source)
         if method == "CANCEL":

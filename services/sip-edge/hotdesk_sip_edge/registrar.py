@@ -171,8 +171,9 @@ class Registrar:
         self.stats: Counter[str] = Counter()
         """``ok`` (every REGISTER answered 200) and ``kind_<kind>`` per binding change."""
 
-    async def handle(self, request: SipRequest, source: Source, now: float) -> SipResponse:
-        """The response to a REGISTER."""
+    def screen(self, request: SipRequest, source: Source, now: float) -> SipResponse | str:
+        """What needs no location store: the answer to a REGISTER that is challenged
+        (401) or refused (400, 403), else the authenticated AOR to :meth:`bind`."""
         verdict = self._auth.check(request, "Authorization", self._passwords, source.host, now)
         if verdict.verdict is Verdict.CHALLENGE:
             response = response_to(request, 401, "Unauthorized", to_tag=_tag(request))
@@ -193,6 +194,11 @@ class Registrar:
         if aor != verdict.identity:
             # An authenticated desk may only register its own AOR.
             return response_to(request, 403, "Forbidden", to_tag=_tag(request))
+        return aor
+
+    async def bind(self, request: SipRequest, source: Source, now: float, aor: str) -> SipResponse:
+        """Apply a REGISTER that :meth:`screen` let through for ``aor`` and store the
+        bindings; the response says which are current."""
         # One REGISTER per AOR at a time on this edge: concurrent ones would only race
         # for the same KV revision. Other replicas are handled by the revision check.
         lock, users = self._locks.get(aor, (asyncio.Lock(), 0))
@@ -253,11 +259,13 @@ class Registrar:
                 self.stats["kind_" + kind] += 1
             # Refreshes are the bulk of the traffic: logged at DEBUG only, changes at INFO
             # (they are also announced as RegistrationChanged).
-            log.log(
-                logging.INFO if kind else logging.DEBUG,
-                "register",
-                extra={"aor": aor, "kind": kind or "unchanged", "contacts": len(bindings)},
-            )
+            level = logging.DEBUG if kind in ("refreshed", "") else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "register",
+                    extra={"aor": aor, "kind": kind or "unchanged", "contacts": len(bindings)},
+                )
             return ok_response(request, bindings, now)
         return response_to(request, 500, "Server Internal Error", to_tag=_tag(request))
 

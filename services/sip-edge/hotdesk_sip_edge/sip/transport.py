@@ -71,7 +71,9 @@ class Source:
     port: int
 
 
-MessageHandler = Callable[[SipRequest | SipResponse, Source], Awaitable[None]]
+MessageHandler = Callable[[SipRequest | SipResponse, Source], Awaitable[None] | None]
+"""Handles one message: at once, returning None, or returning what is left to await
+(run as a task of its own). An ``async def`` handler is always the latter."""
 
 
 class TokenBucket:
@@ -221,17 +223,26 @@ class SipTransport:
             self.send_to(response.serialize(), source)
             return
         self.stats["received"] += 1
-        task = asyncio.get_running_loop().create_task(self._handle(message, source))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, message: SipRequest | SipResponse, source: Source) -> None:
         try:
-            await self._handler(message, source)
+            pending = self._handler(message, source)
         except Exception:
-            # One bad message must never stop the edge; the handler's bug is logged.
-            self.stats["handler_errors"] += 1
-            log.exception("error handling a SIP message", extra={"call_id": message.call_id})
+            self._handler_failed(message)
+            return
+        if pending is not None:
+            task = asyncio.get_running_loop().create_task(self._handle(pending, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, pending: Awaitable[None], message: SipRequest | SipResponse) -> None:
+        try:
+            await pending
+        except Exception:
+            self._handler_failed(message)
+
+    def _handler_failed(self, message: SipRequest | SipResponse) -> None:
+        # One bad message must never stop the edge; the handler's bug is logged.
+        self.stats["handler_errors"] += 1
+        log.exception("error handling a SIP message", extra={"call_id": message.call_id})
 
     async def _serve_stream(
         self,
