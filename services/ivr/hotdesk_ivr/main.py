@@ -14,6 +14,7 @@ ledger command belong to the login's trace; its logs carry the call, desk and tr
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -479,6 +480,9 @@ async def serve(ctx: ServiceContext) -> None:
     ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory, pin_checker=checker)
     await ivr.start()
     await checker.warm()
+    # Start-up's objects live as long as the process: keep full collections off them.
+    gc.collect()
+    gc.freeze()
     try:
         await ctx.stopping.wait()
     finally:

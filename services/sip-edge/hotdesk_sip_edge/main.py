@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable
@@ -130,6 +131,11 @@ async def serve(ctx: ServiceContext) -> None:
         )
     )
     await checksync.start()
+    # What start-up made (directory, codecs, caches) lives as long as the process: out
+    # of the collector's sight, a full collection walks only what calls and
+    # registrations hold, and pauses the RTP of every call for far less.
+    gc.collect()
+    gc.freeze()
     tasks = [
         asyncio.create_task(
             _logged(

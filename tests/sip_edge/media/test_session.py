@@ -370,7 +370,7 @@ async def test_the_ivr_bridge_passes_the_bind_address_to_the_media(peer: RtpPeer
     assert bridge.media is not None
     try:
         assert b"c=IN IP4 192.0.2.10\r\n" in bridge.answer
-        assert bridge.media._transport.get_extra_info("sockname")[0] == "127.0.0.1"
+        assert bridge.media.transport.get_extra_info("sockname")[0] == "127.0.0.1"
     finally:
         await bridge.media.close()
 

@@ -57,6 +57,9 @@ IVR that is alive has always answered by then."""
 
 _HANGUP = object()
 _HANGUP_NOW = object()
+_STOP = object()
+"""Ends the command worker once the call has ended (rather than cancelling it, which
+would leave a traceback cycle per call for the garbage collector)."""
 
 
 def _utc_now() -> datetime:
@@ -225,6 +228,7 @@ class IvrBridge:
             self._claimed = True
             if self._claim is not None:
                 self._claim.cancel()
+                self._claim = None
         if isinstance(command, PlayPrompts):
             self._queue.put_nowait(command)
         elif isinstance(command, StopPlayback):
@@ -281,6 +285,8 @@ class IvrBridge:
     async def _play_commands(self) -> None:
         while self.ended is None:
             item = await self._queue.get()
+            if item is _STOP:
+                return
             if item is _HANGUP or item is _HANGUP_NOW:
                 if item is _HANGUP and self._played_any and self.media is not None:
                     await self.media.play_silence(PLAYOUT_GRACE_SECONDS)
@@ -290,6 +296,8 @@ class IvrBridge:
             if self.media is None:
                 continue
             result = await self.media.play(item.prompts, barge_in=item.barge_in)
+            if self.ended is not None:
+                return  # cut short by the end of the call: nobody waits for it
             self._played_any = True
             if self._queue.empty():
                 self._watch_ivr()
@@ -323,11 +331,15 @@ class IvrBridge:
         for timer in (self._claim, self._limit):
             if timer is not None:
                 timer.cancel()
+        # Dropped, like every reference that leads back to the bridge, so a call's
+        # objects go when the call does instead of waiting for a garbage collection
+        # (whose pauses would hold up every other call's RTP).
+        self._claim = self._limit = None
         self._stop_watching_ivr()
         if self.media is not None:
             await self.media.close()
         if self._worker is not None and self._worker is not asyncio.current_task():
-            self._worker.cancel()
+            self._queue.put_nowait(_STOP)
         if self.on_ended is not None:
             self.on_ended(self)
         await self._publish(

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import random
 import socket
+import struct
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -20,14 +21,11 @@ from typing import Protocol
 
 from . import dtmf_info, g711, rtp, sdp, wav
 from .metrics import RTP_SEND_JITTER, Histogram
+from .pacer import FRAME_SAMPLES, FRAME_SECONDS, Pacer, Talkspurt, pacer_of, packets
 from .rfc4733 import DtmfDetector
 
 log = logging.getLogger(__name__)
 
-FRAME_SECONDS = 0.020
-"""20 ms packets (RFC 3551 §4.5: the default packetisation for G.711)."""
-FRAME_SAMPLES = 160
-"""8000 Hz x 20 ms: also the payload size in bytes, one byte per G.711 sample."""
 FILE_NOT_FOUND = "file-not-found"
 
 
@@ -107,12 +105,24 @@ def _encoded(audio: bytes, payload_type: int) -> bytes:
     return payload
 
 
+_SSRC = struct.Struct("!I")
+
+
 class _RtpProtocol(asyncio.DatagramProtocol):
     def __init__(self, session: MediaSession) -> None:
-        self.session = session
+        self.session: MediaSession | None = session
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.session._received(data, addr)
+        if self.session is not None:
+            self.session._received(data, addr)
+
+
+def _no_digit(digit: str, source: str) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
 
 
 def _normal_host(host: str) -> str:
@@ -156,8 +166,8 @@ class MediaSession:
     negotiated: sdp.Negotiated
     local_port: int
     _fields: dict[str, object]
-    _transport: asyncio.DatagramTransport
-    _watchdog: asyncio.Task[None]
+    transport: asyncio.DatagramTransport
+    _protocol: _RtpProtocol
 
     def __init__(self) -> None:
         raise TypeError("use `await MediaSession.open(...)`")
@@ -217,9 +227,10 @@ class MediaSession:
         self.answer = sdp.serialize(answer)
         self.local_port = port
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _RtpProtocol(self), sock=sock)
-        self._transport = transport
-        self._watchdog = asyncio.create_task(self._watch_media())
+        self._protocol = _RtpProtocol(self)
+        transport, _ = await loop.create_datagram_endpoint(lambda: self._protocol, sock=sock)
+        self.transport = transport
+        self._watch = loop.call_at(self._last_rx + media_timeout, self._check_media)
         return self
 
     def _setup(
@@ -238,7 +249,12 @@ class MediaSession:
         self._media_timeout = media_timeout
         self._jitter = jitter
         self._loop = asyncio.get_running_loop()
-        self._detector = DtmfDetector(negotiated.dtmf_payload_type or -1)
+        self._dtmf_payload_type = negotiated.dtmf_payload_type or -1
+        self._detector = DtmfDetector(self._dtmf_payload_type)
+        self._pacer: Pacer = pacer_of(self._loop)
+        self._spurt: Talkspurt | None = None
+        self._trusted_host: str | None = None
+        """The last source host found among the peer hosts (skips the address check)."""
         # A held or port-0 stream has nowhere to send until the phone's RTP shows one.
         holding = negotiated.remote_port == 0 or negotiated.remote_host in ("0.0.0.0", "::")
         self.remote: tuple[str, int] | None = (
@@ -253,11 +269,11 @@ class MediaSession:
         self._clock_origin = self._loop.time()
         self._last_ts: int | None = None
         self._last_rx = self._loop.time()
+        self._watch: asyncio.TimerHandle | None = None
         self._play_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._barge_in = False
         self._closed = False
-        self.packets_sent = 0
         self._dtmf_source: str | None = None
         self._peer_hosts: frozenset[str] = frozenset()
         self._foreign_packets = 0
@@ -265,33 +281,44 @@ class MediaSession:
 
     # --- receiving ------------------------------------------------------------------
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            packet = rtp.parse(data)
-        except rtp.RtpError:
+        # The fixed header is read in place: a phone sends 50 audio packets a second
+        # for the whole call, and only telephone-events need the full parse.
+        if len(data) < 12 or data[0] >> 6 != rtp.RTP_VERSION:
             return  # noise: not media
-        if 72 <= packet.payload_type <= 76:
+        payload_type = data[1] & 0x7F
+        if 72 <= payload_type <= 76:
             return  # RTCP sent to the RTP port (RFC 5761 §4): not media
-        source = (addr[0], addr[1])
-        if _normal_host(source[0]) not in self._peer_hosts:
-            self._foreign_packets += 1
-            if self._foreign_packets == 1:
-                log.warning(
-                    "RTP from an address that is not the call's peer ignored",
-                    extra={**self._fields, "source": source[0]},
-                )
-            return
+        host = addr[0]
+        if host != self._trusted_host:
+            if _normal_host(host) not in self._peer_hosts:
+                self._foreign_packets += 1
+                if self._foreign_packets == 1:
+                    log.warning(
+                        "RTP from an address that is not the call's peer ignored",
+                        extra={**self._fields, "source": host},
+                    )
+                return
+            self._trusted_host = host
+        ssrc = _SSRC.unpack_from(data, 8)[0]
+        source = (host, addr[1])
         if not self.remote_learned:
             # Symmetric RTP (RFC 4961): answer to where the phone's packets come from,
             # which is what gets through a NAT, not the address its SDP advertised.
-            self.remote, self.remote_ssrc, self.remote_learned = source, packet.ssrc, True
+            self.remote, self.remote_ssrc, self.remote_learned = source, ssrc, True
         elif source != self.remote:
-            if packet.ssrc != self.remote_ssrc:
+            if ssrc != self.remote_ssrc:
                 return  # another sender on our port: neither media nor digits of this call
             self.remote = source  # the phone's NAT binding changed: follow it
         else:
-            self.remote_ssrc = packet.ssrc  # a sender may change SSRC (RFC 3550 §8.2)
-        self._last_rx = self._loop.time()
-        digit = self._detector.feed(packet, self._last_rx)
+            self.remote_ssrc = ssrc  # a sender may change SSRC (RFC 3550 §8.2)
+        self._last_rx = now = self._loop.time()
+        if payload_type != self._dtmf_payload_type:
+            return
+        try:
+            packet = rtp.parse(data)
+        except rtp.RtpError:
+            return
+        digit = self._detector.feed(packet, now)
         if digit is not None:
             self._digit(digit, "rfc4733")
 
@@ -316,18 +343,19 @@ class MediaSession:
                 )
             return
         if self._barge_in:
-            self._stop.set()
+            self._interrupt()
         self._on_dtmf(digit, source)
 
-    async def _watch_media(self) -> None:
-        while not self._closed:
-            deadline = self._last_rx + self._media_timeout
-            now = self._loop.time()
-            if now >= deadline:
-                log.info("media timeout", extra=self._fields)
-                self._on_media_timeout()
-                return
-            await asyncio.sleep(deadline - now)
+    def _check_media(self) -> None:
+        self._watch = None
+        if self._closed:
+            return
+        deadline = self._last_rx + self._media_timeout
+        if self._loop.time() >= deadline:
+            log.info("media timeout", extra=self._fields)
+            self._on_media_timeout()
+            return
+        self._watch = self._loop.call_at(deadline, self._check_media)
 
     # --- playing --------------------------------------------------------------------
     async def play(self, prompt_ids: list[str], *, barge_in: bool = True) -> PlayResult:
@@ -381,46 +409,47 @@ class MediaSession:
 
     def stop_playback(self) -> None:
         """Cut the current playback short (it returns ``completed=False``)."""
+        self._interrupt()
+
+    def _interrupt(self) -> None:
         self._stop.set()
+        if self._spurt is not None:
+            self._spurt.cut()
 
     async def _send(self, payload: bytes, *, marker: bool = True) -> bool:
         if not payload:
             return True
-        pad = bytes([g711.silence(self.negotiated.payload_type)])
-        frames = [payload[i : i + FRAME_SAMPLES] for i in range(0, len(payload), FRAME_SAMPLES)]
-        frames[-1] = frames[-1].ljust(FRAME_SAMPLES, pad)
-        loop = self._loop
-        start = loop.time()
-        timestamp = self._talkspurt_timestamp(start)
-        for index, frame in enumerate(frames):
-            # Each send time comes from the start of the talkspurt, not from the last
-            # send, so scheduling delays never accumulate into drift.
-            due = start + index * FRAME_SECONDS
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self._stop.is_set() or self._closed:
-                return False
-            self._jitter.observe(max(loop.time() - due, 0.0))
-            ts = (timestamp + index * FRAME_SAMPLES) & 0xFFFFFFFF
-            packet = rtp.RtpPacket(
+        if self._stop.is_set() or self._closed:
+            return False
+        first_due = self._pacer.next_due()
+        timestamp = self._talkspurt_timestamp(first_due)
+        spurt = Talkspurt(
+            self,
+            packets(
+                payload,
                 payload_type=self.negotiated.payload_type,
                 sequence=self._seq,
-                timestamp=ts,
+                timestamp=timestamp,
                 ssrc=self.ssrc,
-                payload=frame,
-                marker=marker and index == 0,  # RFC 3551 §4.1: first of a talkspurt
-            )
-            self._seq = (self._seq + 1) & 0xFFFF
-            self._last_ts = ts
-            if self.remote is not None:
-                self._transport.sendto(rtp.serialize(packet), self.remote)
-                self.packets_sent += 1
-        # Let the last frame's 20 ms elapse before reporting the playback as done.
-        remaining = start + len(frames) * FRAME_SECONDS - loop.time()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
-        return not self._stop.is_set()
+                marker=marker,
+                pad=g711.silence(self.negotiated.payload_type),
+            ),
+            self._jitter,
+            self._loop.create_future(),
+        )
+        self._spurt = spurt
+        self._pacer.start(spurt)
+        try:
+            completed = await spurt.done
+        finally:
+            spurt.cut()  # also when the caller was cancelled: the pacer drops it
+            self._spurt = None
+            sent = spurt.next
+            # Sequence numbers and timestamps go on from the last packet that left.
+            self._seq = (self._seq + sent) & 0xFFFF
+            if sent:
+                self._last_ts = (timestamp + (sent - 1) * FRAME_SAMPLES) & 0xFFFFFFFF
+        return completed and not self._stop.is_set()
 
     def _talkspurt_timestamp(self, now: float) -> int:
         # RFC 3550 §5.1: the timestamp follows the sampling clock through silences, so
@@ -438,7 +467,14 @@ class MediaSession:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
-        self._watchdog.cancel()
-        self._transport.close()
-        await asyncio.gather(self._watchdog, return_exceptions=True)
+        self._interrupt()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self.transport.close()
+        # Nothing of the session leads back to its owner (the IVR bridge) any more, so
+        # both go by reference counting, not in a garbage collection that holds up the
+        # other calls' RTP.
+        self._protocol.session = None
+        self._on_dtmf = _no_digit
+        self._on_media_timeout = _nothing
