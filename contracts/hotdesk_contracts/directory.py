@@ -105,6 +105,11 @@ class Policies(_Config, frozen=True):
     pin_lockout_seconds: int = 900
     pin_tries_per_call: int = 3
     pin_digit_timeout_seconds: float = 8.0
+    announce_unknown_extension: bool = True
+    """A login to an extension that does not exist (or has no PIN) hears "That extension
+    is not known" and the call ends, as on any PBX (extensions are no secret there).
+    ``false``: the caller is asked for a PIN like anyone else and hears "wrong PIN", so
+    nothing a caller hears tells which extensions exist."""
     idle_logout_minutes: int = 0
     """0 disables."""
     max_login_minutes: int = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from hotdesk_contracts.commands import LogIn, LogOut, RecordPinFailure
@@ -88,8 +89,17 @@ _FACTS: dict[int, Facts] = {}
 """What the ledger answers each flow's lookups with (by ``id(flow)``)."""
 
 
-def login_at_pin(facts: Facts | None = None, *, argument: str = "100") -> CallFlow:
-    flow = CallFlow(dial(argument=argument), DIRECTORY)
+SILENT_ABOUT_EXTENSIONS = msgspec.structs.replace(
+    DIRECTORY,
+    policies=msgspec.structs.replace(DIRECTORY.policies, announce_unknown_extension=False),
+)
+"""The directory with ``announce_unknown_extension`` off."""
+
+
+def login_at_pin(
+    facts: Facts | None = None, *, argument: str = "100", directory: Directory = DIRECTORY
+) -> CallFlow:
+    flow = CallFlow(dial(argument=argument), directory)
     assert plays(flow.start(NOW)) == [["en/enter-pin"]]
     _FACTS[id(flow)] = facts or Facts(desk_user=None)
     return flow
@@ -140,10 +150,20 @@ def logged_in(user: str = "100") -> LoggedIn:
 
 # --- login ------------------------------------------------------------------------------
 @pytest.mark.parametrize("argument", ["999", "102"], ids=["unknown", "without-pin"])
-def test_an_extension_that_cannot_log_in_is_asked_for_a_pin_like_any_other(
+def test_an_extension_that_cannot_log_in_hears_so_and_the_call_ends(argument: str) -> None:
+    flow = CallFlow(dial(argument=argument), DIRECTORY)
+    actions = flow.start(NOW)
+    assert plays(actions) == [["en/unknown-extension"]]
+    assert ends_call(actions)
+    assert flow.finished
+    assert not any(isinstance(a, Lookup | VerifyPin | Execute) for a in actions)
+
+
+@pytest.mark.parametrize("argument", ["999", "102"], ids=["unknown", "without-pin"])
+def test_without_announcing_an_extension_that_cannot_log_in_is_asked_for_a_pin_like_any_other(
     argument: str,
 ) -> None:
-    flow = login_at_pin(argument=argument)
+    flow = login_at_pin(argument=argument, directory=SILENT_ABOUT_EXTENSIONS)
     actions = flow.handle(Digit("1"), NOW)
     actions = flow.handle(Digit("#"), NOW)
     assert only(actions, Lookup) == Lookup(desk="HD0001", user=None)
@@ -154,8 +174,8 @@ def test_an_extension_that_cannot_log_in_is_asked_for_a_pin_like_any_other(
     assert not any(isinstance(a, Execute) for a in actions)  # nobody to record it against
 
 
-def test_an_extension_that_cannot_log_in_hears_goodbye_after_the_tries_like_any_other() -> None:
-    flow = login_at_pin(argument="999")
+def test_without_announcing_an_unknown_extension_hears_goodbye_after_the_tries() -> None:
+    flow = login_at_pin(argument="999", directory=SILENT_ABOUT_EXTENSIONS)
     for _ in range(3):
         type_pin(flow, "1#")
         actions = flow.handle(PinChecked(ok=False), NOW)

@@ -606,10 +606,10 @@ async def test_a_desk_reusing_a_call_id_still_gets_locked_out_by_wrong_pins(
 
 
 @pytest.mark.parametrize("extension", ["100", "999"], ids=["known", "unknown"])
-async def test_a_wrong_pin_sounds_the_same_for_known_and_unknown_extensions(
+async def test_without_announcing_a_wrong_pin_sounds_the_same_for_known_and_unknown_extensions(
     nc: Client, js: JetStreamContext, router: IvrCommandRouter, ivr: None, extension: str
 ) -> None:
-    await run_ivr(nc, js, config(), "ivr-1")
+    await run_ivr(nc, js, config(announce_unknown_extension=False), "ivr-1")
     await wait_ivr_ready(nc)
     phone = await call(nc, router, f"*77*{extension}*")
     await phone.hear("en/enter-pin")
@@ -619,6 +619,17 @@ async def test_a_wrong_pin_sounds_the_same_for_known_and_unknown_extensions(
             await asyncio.sleep(0.01)
     await phone.bridge.on_bye()
     assert phone.heard == ["en/enter-pin", "en/pin-wrong", "en/enter-pin"]
+
+
+async def test_an_unknown_extension_is_announced_and_the_call_ends(
+    nc: Client, js: JetStreamContext, router: IvrCommandRouter, ivr: None
+) -> None:
+    await run_ivr(nc, js, config(), "ivr-1")
+    await wait_ivr_ready(nc)
+    phone = await call(nc, router, "*77*999*")
+    await phone.hung_up()
+    assert phone.heard == ["en/unknown-extension"]
+    assert await ledger_events(js, subjects.desk_ledger("HD0001")) == []
 
 
 def test_a_pin_checked_against_no_hash_is_never_right() -> None:

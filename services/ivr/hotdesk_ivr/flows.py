@@ -15,10 +15,13 @@ out or sits elsewhere::
                                          └► wrong ─► RecordPinFailure ─► pin-wrong, PIN again
                                                      (3 tries per call; lockout → locked-out)
 
-An unknown extension, or one without a PIN, is asked for a PIN the same way and its
-PIN is checked against a dummy hash (so it takes as long) and always found wrong.
-Prompts before a right PIN are in the default language; the user's own language
-(which would betray the extension) is used from then on.
+An unknown extension, or one without a PIN, hears "that extension is not known" and
+the call ends (``policies.announce_unknown_extension``, the default). With that policy
+off it is asked for a PIN the same way as a real one, its PIN is checked against a
+dummy hash (so it takes as long) and always found wrong: then nothing before a right
+PIN tells whether an extension exists. Prompts before a right PIN are in the default
+language; the user's own language (which would betray the extension) is used from then
+on.
 
 A locked-out user is told so once they have typed a PIN, without it being checked:
 checking it would let a guesser go on guessing through the lockout, and a user who
@@ -278,6 +281,8 @@ class CallFlow:
             self.user = extension.number
             self.pin_hash = extension.pin_hash
             self._user_language = extension.language or DEFAULT_LANGUAGE
+        elif self.policies.announce_unknown_extension:
+            return self._end("unknown-extension")
         # Otherwise no user and an empty hash: the adapter checks the PIN against a
         # dummy hash, which never matches, and the caller hears what a wrong PIN gets.
         return self._ask_pin()
