@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
+import nats
 import pytest
 from argon2 import PasswordHasher
 from nats.aio.client import Client
@@ -502,6 +503,41 @@ async def test_a_failing_ledger_plays_the_error_prompt_and_hangs_up(
         await phone.hung_up()
         assert phone.heard == ["en/enter-pin", "en/error"]
     finally:
+        await ivr.close()
+
+
+class TimingOutLedger:
+    async def desk(self, desk: str) -> object:
+        # What a read gets while the ledger stream elects a new leader.
+        raise nats.errors.TimeoutError
+
+
+async def test_a_ledger_read_timing_out_is_told_to_the_caller_by_the_ivr(
+    nc: Client, router: IvrCommandRouter
+) -> None:
+    """A NATS timeout inside the call is a failure of the call, not the call outliving
+    the IVR's limit: the IVR plays the error prompt and hangs up itself."""
+    commands: list[EdgeCommand] = []
+
+    async def on_command(msg: Msg) -> None:
+        commands.append(msgspec.json.decode(msg.data, type=EdgeCommand))
+
+    sub = await nc.subscribe(subjects.edge_command(EDGE), cb=on_command)
+    ivr = ivr_main.Ivr(nc, TimingOutLedger(), lambda: config().directory())  # type: ignore[arg-type]
+    await ivr.start()
+    try:
+        await nc.flush()
+        phone = await call(nc, router, "*77*100*")
+        await phone.hear("en/enter-pin")
+        await phone.press(PIN + "#")
+        await phone.hung_up()
+        assert phone.heard == ["en/enter-pin", "en/error"]
+        call_id = phone.bridge.call_id
+        said = [c for c in commands if isinstance(c, PlayPrompts) and c.call_id == call_id]
+        assert said[-1].prompts == ["en/error"]
+        assert any(isinstance(c, HangUpCommand) and c.call_id == call_id for c in commands)
+    finally:
+        await sub.unsubscribe()
         await ivr.close()
 
 

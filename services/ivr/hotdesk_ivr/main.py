@@ -233,14 +233,18 @@ class IvrCall:
             subjects.edge_call_events(self.dialled.call_id), cb=self._on_event
         )
         span = trace.get_current_span()
+        limit = asyncio.timeout(MAX_CALL_SECONDS)
         try:
-            await asyncio.wait_for(self._drive(), MAX_CALL_SECONDS)
-        except TimeoutError:
-            self._log(logging.ERROR, "call outlived the IVR's limit: dropped")
-            span.set_status(trace.StatusCode.ERROR, "call outlived the IVR's limit")
+            async with limit:
+                await self._drive()
         except Exception as exc:
-            # The bus or the ledger failed under us: tell the caller rather than leave
-            # them listening to silence.
+            if isinstance(exc, TimeoutError) and limit.expired():
+                self._log(logging.ERROR, "call outlived the IVR's limit: dropped")
+                span.set_status(trace.StatusCode.ERROR, "call outlived the IVR's limit")
+                return
+            # The bus or the ledger failed under us (a NATS request timing out while
+            # a stream elects its leader is a TimeoutError too): tell the caller
+            # rather than leave them listening to silence.
             log.exception("IVR call failed", extra=self._fields)
             span.record_exception(exc)
             span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
