@@ -9,7 +9,7 @@ from dataclasses import replace
 from hotdesk_contracts.dialplan import Login, Logout
 from hotdesk_sip_edge.awaited import AwaitedTransaction
 from hotdesk_sip_edge.blf.subscriptions import SubscribeRequest, Subscriptions
-from hotdesk_sip_edge.blf_notifier import BlfNotifier
+from hotdesk_sip_edge.blf_notifier import ANSWER_BYTES, BlfNotifier
 from hotdesk_sip_edge.checksync import CheckSyncSender, best_status, binding_target
 from hotdesk_sip_edge.ivr_calls import IvrCalls, IvrDialog, feature_of, is_logout_key, source_of
 from hotdesk_sip_edge.location import Binding, MemoryLocationStore
@@ -254,3 +254,53 @@ async def test_blf_notifies_follow_a_refresh_that_moves_the_remote_target() -> N
     branches = {r.top_via.branch for r, _ in network.sent}
     assert len(branches) == 3
     assert [b for b, _, _ in network.tracked] == [r.top_via.branch for r, _ in network.sent]
+
+
+async def test_blf_fan_out_has_room_while_the_unanswered_notifies_answers_fit_the_socket() -> None:
+    subscriptions = Subscriptions(["101"])
+    notifies = []
+    for n in range(4):
+        outcome = subscriptions.subscribe(
+            SubscribeRequest(
+                call_id=f"sub-room-{n}",
+                from_tag="ft",
+                to_tag=None,
+                cseq=1,
+                event="dialog",
+                extension="101",
+                entity_uri="sip:101@192.0.2.10",
+                from_uri="sip:HD0002@192.0.2.10",
+                to_uri="sip:101@192.0.2.10",
+                contact=f"sip:HD0002@10.0.0.5:{5062 + n}",
+                authenticated=True,
+                expires=600,
+            ),
+            0.0,
+        )
+        assert outcome.notify is not None
+        notifies.append(outcome.notify)
+    network = FakeNetwork()
+    notifier = BlfNotifier(
+        subscriptions=subscriptions,
+        auth=lambda: None,  # type: ignore[arg-type,return-value]
+        passwords=lambda user: None,
+        network=lambda: network,
+        receive_buffer=lambda: 3 * ANSWER_BYTES,
+    )
+    rooms = []
+    for notify in notifies[:3]:
+        rooms.append(notifier.room())
+        await notifier.send(notify)
+    assert rooms == [True, True, True]
+    assert not notifier.room()  # three answers may be queued: the socket holds no more
+    _, first, _ = network.tracked[0]
+    first.receive(200, 1.0)
+    await asyncio.sleep(0)
+    assert notifier.room()
+    unknown_size = BlfNotifier(
+        subscriptions=subscriptions,
+        auth=lambda: None,  # type: ignore[arg-type,return-value]
+        passwords=lambda user: None,
+        network=lambda: network,
+    )
+    assert not unknown_size.room()

@@ -44,6 +44,10 @@ from .sip.uri import UriError, parse_uri
 log = logging.getLogger("hotdesk.sip_edge.blf")
 
 MAGIC = "z9hG4bK"
+ANSWER_BYTES = 2048
+"""What one unread 200 OK to a NOTIFY takes of a UDP socket's receive buffer as the
+kernel counts it (its datagram and bookkeeping: ~1.3 KiB for a 330-byte answer on
+Linux), rounded up."""
 
 
 class NotifyNetwork(Protocol):
@@ -79,6 +83,7 @@ class BlfNotifier:
         network: Callable[[], NotifyNetwork],
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        receive_buffer: Callable[[], int] = lambda: 0,
     ) -> None:
         self.subscriptions = subscriptions
         self._auth = auth
@@ -86,6 +91,10 @@ class BlfNotifier:
         self._network = network
         self._clock = clock
         self._monotonic = monotonic
+        self._receive_buffer = receive_buffer
+        self.unanswered = 0
+        """NOTIFYs sent whose transaction has not ended yet (no final answer read, no
+        Timer F)."""
         self._sources: dict[SubscriptionKey, Source] = {}
         self._routes: dict[SubscriptionKey, _Route] = {}
         # Branches unique across space and time (RFC 3261 §8.1.1.7) without a call to
@@ -169,9 +178,16 @@ class BlfNotifier:
             log.warning("BLF NOTIFY not sent", extra={"call_id": key.call_id})
             return
         tx = AwaitedTransaction(data, "NOTIFY", self._clock(), reliable=target.transport != "UDP")
-        if not notify.terminated:
-            tx.final.add_done_callback(lambda done: self._answered(key, done.result()))
+        live = None if notify.terminated else key
+        tx.final.add_done_callback(lambda done: self._answered(live, done.result()))
+        self.unanswered += 1
         net.track(branch, tx, target)
+
+    def room(self) -> bool:
+        """Whether the answers to more NOTIFYs would fit the edge's UDP receive buffer
+        unread (``receive_buffer``: its size in bytes as the kernel granted it), with
+        those of every NOTIFY still unanswered counted in."""
+        return (self.unanswered + 1) * ANSWER_BYTES <= self._receive_buffer()
 
     def _route(self, notify: NotifyToSend, source: Source | None, net: NotifyNetwork) -> _Route:
         """How the NOTIFYs of ``notify``'s dialog go out, worked out once per dialog
@@ -185,10 +201,12 @@ class BlfNotifier:
             target=_target(wire, source, transport),
         )
 
-    def _answered(self, key: SubscriptionKey, status: int) -> None:
+    def _answered(self, key: SubscriptionKey | None, status: int) -> None:
         """RFC 6665 §4.2.2: a NOTIFY answered 481 (the subscriber forgot the dialog) or
-        never answered (Timer F) ends the subscription."""
-        if status in (0, 408, 481):
+        never answered (Timer F) ends the subscription (``key``: None for a final
+        NOTIFY)."""
+        self.unanswered -= 1
+        if key is not None and status in (0, 408, 481):
             log.info("BLF subscriber gone", extra={"call_id": key.call_id, "status": status})
             self.subscriptions.drop(key)
             self._sources.pop(key, None)

@@ -108,6 +108,7 @@ async def serve(ctx: ServiceContext) -> None:
         auth=lambda: edge.auth,
         passwords=edge.passwords,
         network=lambda: edge,
+        receive_buffer=lambda: edge.transport.udp_receive_buffer,
     )
     edge.subscriptions = blf
 
@@ -140,9 +141,13 @@ async def serve(ctx: ServiceContext) -> None:
         asyncio.create_task(
             _logged(
                 "BLF watch",
-                BlfWatch(ctx.js, subscriptions, blf.send, domain=settings.advertised_host).run(
-                    ctx.stopping
-                ),
+                BlfWatch(
+                    ctx.js,
+                    subscriptions,
+                    blf.send,
+                    domain=settings.advertised_host,
+                    room=blf.room,
+                ).run(ctx.stopping),
             )
         ),
         asyncio.create_task(

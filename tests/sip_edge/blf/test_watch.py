@@ -271,3 +271,56 @@ async def test_the_expiry_loop_sends_final_notifies_and_stops_when_asked() -> No
     assert final.subscription_state == "terminated;reason=timeout"
     assert len(subs) == 0
     assert finals.empty()
+
+
+async def test_a_fan_out_lets_the_loop_turn_every_32_notifies_or_96_while_answers_fit(
+    js: JetStreamContext,
+) -> None:
+    subs = Subscriptions(["100"])
+    for n in range(300):
+        request = SubscribeRequest(
+            call_id=f"fan-{n}@HD0002",
+            from_tag="ft",
+            to_tag=None,
+            cseq=1,
+            event="dialog",
+            extension="100",
+            entity_uri=f"sip:100@{DOMAIN}",
+            from_uri=f"sip:HD0002@{DOMAIN}",
+            to_uri=f"sip:100@{DOMAIN}",
+            contact="sip:HD0002@127.0.0.1:5070",
+            authenticated=True,
+            expires=600,
+        )
+        assert subs.subscribe(request, now=0).status == 200
+    sent = 0
+
+    async def send(notify: NotifyToSend) -> None:
+        nonlocal sent
+        sent += 1
+
+    # The socket holds the answers of the first 200 NOTIFYs, then has no room left.
+    watch = BlfWatch(js, subs, send, domain=DOMAIN, clock=lambda: 1.0, room=lambda: sent < 200)
+    loop = asyncio.get_running_loop()
+    turns: list[int] = []
+    done = False
+
+    def turn() -> None:
+        turns.append(sent)
+        if not done:
+            loop.call_soon(turn)
+
+    loop.call_soon(turn)
+    entry = KeyValue.Entry(
+        bucket=streams.BLF.bucket,
+        key="100",
+        value=_presence_value(CallPhase.RINGING),
+        revision=1,
+        delta=None,
+        created=None,
+        operation=None,
+    )
+    notifies = await watch.apply(entry)
+    done = True
+    assert len(notifies) == sent == 300
+    assert turns == [96, 192, 224, 256, 288]

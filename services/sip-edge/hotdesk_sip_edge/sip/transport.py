@@ -144,6 +144,9 @@ class SipTransport:
         for a whole office of phones behind one NAT address)."""
         self._per_source: Counter[str] = Counter()
         self.udp_port = 0
+        self.udp_receive_buffer = 0
+        """The UDP socket's receive buffer in bytes as the kernel counts it (what
+        ``SO_RCVBUF`` reads back; 0 before :meth:`start`)."""
         self.tcp_port = 0
         self.tls_port = 0
 
@@ -166,6 +169,8 @@ class SipTransport:
         if sock is not None and self.udp_buffer_bytes > 0:
             rcv, snd = size_udp_buffers(sock, self.udp_buffer_bytes)
             log.info("UDP buffers", extra={"rcvbuf": rcv, "sndbuf": snd})
+        if sock is not None:
+            self.udp_receive_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         tcp = await asyncio.start_server(
             lambda r, w: self._serve_stream(r, w, "TCP"), host, port or self.udp_port
         )
