@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from hotdesk_contracts.events import LedgerEvent, LogoutReason
 from hotdesk_contracts.messages import CallPhase, CallStateChanged
 from hotdesk_ledger.projection import fold
@@ -131,6 +133,25 @@ def test_desk_status_tracks_registration_and_reprovision_outcomes() -> None:
     assert not status.online
     assert status.online_since is None
     assert status.reprovision == "confirmed"
+
+
+def test_desk_stays_online_while_a_contact_remains_whatever_the_kind() -> None:
+    second = "sip:HD0001@127.0.0.1:5064"
+    both = ["sip:HD0001@127.0.0.1:5062", second]
+    events: list[BusEvent] = [
+        msgspec.structs.replace(registration("HD0001", "registered", 0), contacts=both),
+        # One of two contacts expired or was removed: the other still rings.
+        msgspec.structs.replace(registration("HD0001", "expired", 3), contacts=[second]),
+        msgspec.structs.replace(registration("HD0001", "unregistered", 4), contacts=[second]),
+    ]
+    status = bus_fold(DeskStatusFold(), list(enumerate(events, 1)))["HD0001"]
+    assert status.online
+    assert status.online_since == at(0)
+    # The last contact gone, by any kind of change, takes the desk offline.
+    for kind in ("expired", "unregistered", "refreshed"):
+        last = msgspec.structs.replace(registration("HD0001", kind, 9), contacts=[])
+        gone = bus_fold(DeskStatusFold(), list(enumerate([*events, last], 1)))["HD0001"]
+        assert (kind, gone.online, gone.online_since) == (kind, False, None)
 
 
 def test_blf_goes_early_confirmed_terminated_with_increasing_versions_for_both_sides() -> None:

@@ -122,10 +122,14 @@ class DeskStatusFold:
     def apply(
         self, key: str, current: DeskStatus | None, event: BusEvent, seq: int
     ) -> DeskStatus | None:
-        """Track the registration state and the last reprovision outcome."""
+        """Track the registration state and the last reprovision outcome.
+
+        A desk is online while it has a live contact: the event lists the contacts left
+        after the change, whatever its kind (an ``expired`` or ``unregistered`` of one
+        contact leaves the desk online through another)."""
         cur = current or DeskStatus(desk=key)
         if isinstance(event, RegistrationChanged):
-            online = bool(event.contacts) and event.kind in ("registered", "refreshed")
+            online = bool(event.contacts)
             since = cur.online_since if (cur.online and online) else (event.at if online else None)
             return msgspec.structs.replace(
                 cur,
