@@ -196,6 +196,14 @@ class SipSettings(_Config, frozen=True):
     advertised_host: str = "127.0.0.1"
     """The address phones reach the edge at (Via, Record-Route, Contact, SDP)."""
     realm: str = "hotdesk"
+    digest_algorithms: Annotated[
+        list[Literal["SHA-256", "MD5"]], msgspec.Meta(min_length=1, max_length=2)
+    ] = msgspec.field(default_factory=lambda: ["MD5"])
+    """Digest algorithms the edge offers, the preferred first, one challenge each (RFC
+    8760). ``["SHA-256", "MD5"]`` lets clients that implement RFC 8760 use SHA-256, but
+    clients that do not may fail to register as soon as a SHA-256 challenge is present
+    (Debian 12's baresip 1.0 in any order, SIPp 3.6 when it comes first); MD5 alone is
+    what every phone answers."""
     nonce_lifetime_seconds: int = 300
     min_expires: int = 60
     max_expires: int = 3600

@@ -614,6 +614,12 @@ def validate(config: Config) -> list[Problem]:
         )
 
     sip = config.sip
+    if len(set(sip.digest_algorithms)) != len(sip.digest_algorithms):
+        err(
+            "sip.digest_algorithms",
+            f"an algorithm is listed twice: {sip.digest_algorithms}; list each once, "
+            'the preferred first (e.g. ["SHA-256", "MD5"])',
+        )
     if sip.rtp_port_min > sip.rtp_port_max:
         err(
             "sip.rtp_port_min",

@@ -224,6 +224,31 @@ def test_port_conflicts_inverted_rtp_range_timezone_and_daily_logout(tmp_path: P
     assert messages["policies.daily_logout"].startswith("'25:00' is not a time")
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["MD5", "MD5"]', "an algorithm is listed twice"),
+        ('["SHA-512"]', "SHA-512"),
+        ("[]", "length >= 1"),
+    ],
+)
+def test_digest_algorithms_must_be_known_and_listed_once(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    text = GOOD.replace("port = 5070", f"port = 5070\ndigest_algorithms = {value}")
+    [problem] = errors_of(tmp_path, text)
+    assert problem.key.startswith("sip.digest_algorithms")
+    assert expected in problem.message
+
+
+def test_digest_algorithms_in_preference_order_load(tmp_path: Path) -> None:
+    text = GOOD.replace("port = 5070", 'port = 5070\ndigest_algorithms = ["SHA-256", "MD5"]')
+    assert load_config(write(tmp_path, text), env={}).config.sip.digest_algorithms == [
+        "SHA-256",
+        "MD5",
+    ]
+
+
 def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.toml", env={})

@@ -4,6 +4,12 @@
 remembers failures. An unknown user takes exactly the same path as a known user with a
 wrong password — a digest is computed against a dummy secret and the same 401 and 403
 come back — so responses never tell which user names exist.
+
+A challenge offers every configured algorithm, one ``WWW-Authenticate`` (or
+``Proxy-Authenticate``) value each, the preferred first (RFC 8760 §2.4); a client
+answers the first it supports. Each carries a nonce of its own. Nonces do not name an
+algorithm, so a client that takes the first challenge but can only hash MD5 still
+succeeds while MD5 is offered at all.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import enum
 import logging
 import secrets
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .sip.digest import (
+    ALGORITHMS,
     DigestError,
     NonceCounts,
     NonceState,
@@ -51,8 +58,14 @@ class AuthResult:
 
     verdict: Verdict
     identity: str = ""
-    challenge: str = ""
+    challenges: tuple[str, ...] = ()
+    """For CHALLENGE: one header value per offered algorithm, the preferred first."""
     detail: str = ""
+
+    @property
+    def challenge(self) -> str:
+        """The preferred challenge alone (for callers that send one)."""
+        return self.challenges[0] if self.challenges else ""
 
 
 @dataclass
@@ -73,7 +86,7 @@ class Authenticator:
         fail_limit: int = 10,
         fail_window: float = 60.0,
         block_seconds: float = 300.0,
-        algorithm: str = "MD5",
+        algorithms: Sequence[str] = ("MD5",),
     ) -> None:
         self.realm = realm
         self._secret = secret
@@ -82,7 +95,13 @@ class Authenticator:
         self.fail_limit = fail_limit
         self.fail_window = fail_window
         self.block_seconds = block_seconds
-        self.algorithm = algorithm
+        offered = tuple(algorithms)
+        if not offered or any(a not in ALGORITHMS or a.endswith("-sess") for a in offered):
+            raise ValueError(f"digest algorithms must be some of MD5, SHA-256: {offered!r}")
+        if len(set(offered)) != len(offered):
+            raise ValueError(f"a digest algorithm is listed twice: {offered!r}")
+        self.algorithms = offered
+        """Offered in this order (RFC 8760 §2.4: the preferred first)."""
         self._counts = NonceCounts()
         self._failures: dict[str, _Failures] = {}
         self._dummy = secrets.token_hex(16)
@@ -96,9 +115,12 @@ class Authenticator:
             self._previous, self._secret = self._secret, secret
 
     def _challenge(self, now: float, *, stale: bool = False) -> AuthResult:
-        nonce = make_nonce(self._secret, now)
         return AuthResult(
-            Verdict.CHALLENGE, challenge=challenge(self.realm, nonce, self.algorithm, stale=stale)
+            Verdict.CHALLENGE,
+            challenges=tuple(
+                challenge(self.realm, make_nonce(self._secret, now), algorithm, stale=stale)
+                for algorithm in self.algorithms
+            ),
         )
 
     def blocked(self, key: str, now: float) -> bool:
@@ -147,7 +169,9 @@ class Authenticator:
             if candidate.realm == self.realm:
                 creds = candidate
                 break
-        if creds is None:
+        if creds is None or creds.algorithm.removesuffix("-sess") not in self.algorithms:
+            # No credentials for us, or made with an algorithm not offered (MD5 when only
+            # SHA-256 is): challenge with what is.
             return self._challenge(now)
         state = check_nonce(self._secret, creds.nonce, now, self.nonce_lifetime)
         if state is NonceState.INVALID and self._previous is not None:

@@ -116,7 +116,8 @@ class BlfNotifier:
         )
         if verdict.verdict is Verdict.CHALLENGE:
             challenge = response_to(request, 401, "Unauthorized", to_tag=_tag())
-            challenge.headers.add("WWW-Authenticate", verdict.challenge)
+            for value in verdict.challenges:
+                challenge.headers.add("WWW-Authenticate", value)
             return challenge
         if verdict.verdict is Verdict.BAD_REQUEST:
             return response_to(request, 400, "Bad Request", to_tag=_tag())

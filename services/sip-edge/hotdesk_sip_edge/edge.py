@@ -180,6 +180,7 @@ class SipEdge:
             fail_limit=settings.auth_fail_limit,
             fail_window=settings.auth_fail_window_seconds,
             block_seconds=settings.auth_block_seconds,
+            algorithms=settings.digest_algorithms,
         )
         self.registrar = Registrar(
             domain_users=self.passwords,

@@ -254,7 +254,8 @@ class Proxy:
         )
         if verdict.verdict is Verdict.CHALLENGE:
             response = response_to(request, 407, "Proxy Authentication Required", to_tag=_tag())
-            response.headers.add("Proxy-Authenticate", verdict.challenge)
+            for value in verdict.challenges:
+                response.headers.add("Proxy-Authenticate", value)
             return response
         if verdict.verdict is Verdict.BAD_REQUEST:
             return response_to(request, 400, "Bad Request", to_tag=_tag())

@@ -177,7 +177,8 @@ class Registrar:
         verdict = self._auth.check(request, "Authorization", self._passwords, source.host, now)
         if verdict.verdict is Verdict.CHALLENGE:
             response = response_to(request, 401, "Unauthorized", to_tag=_tag(request))
-            response.headers.add("WWW-Authenticate", verdict.challenge)
+            for value in verdict.challenges:
+                response.headers.add("WWW-Authenticate", value)
             return response
         if verdict.verdict is Verdict.BAD_REQUEST:
             return response_to(request, 400, "Bad Request", to_tag=_tag(request))
