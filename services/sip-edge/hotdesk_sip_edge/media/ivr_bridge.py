@@ -98,6 +98,7 @@ class IvrBridge:
         self._claim: asyncio.TimerHandle | None = None
         self._claimed = False
         self._dtmf_seq = 0
+        self._early_digits: list[DtmfReceived] = []
         self._played_any = False
         self.ended: str | None = None
         """Why the call ended, once it has."""
@@ -212,6 +213,12 @@ class IvrBridge:
             source=source,
             seq=self._dtmf_seq,
         )
+        if not self._claimed:
+            # No IVR has claimed the call yet, so none may be listening to its events:
+            # a caller typing ahead of a busy IVR would lose digits. The IVR subscribes
+            # before its first command, so they go out when that command arrives.
+            self._early_digits.append(event)
+            return
         self._spawn(self._publish(subjects.edge_call_event(self.call_id, "dtmf"), event))
 
     def on_media_timeout(self) -> None:
@@ -229,6 +236,9 @@ class IvrBridge:
             if self._claim is not None:
                 self._claim.cancel()
                 self._claim = None
+            for early in self._early_digits:
+                self._spawn(self._publish(subjects.edge_call_event(self.call_id, "dtmf"), early))
+            self._early_digits.clear()
         if isinstance(command, PlayPrompts):
             self._queue.put_nowait(command)
         elif isinstance(command, StopPlayback):
