@@ -4,7 +4,7 @@ In one run:
 
 * **BLF fan-out** (:mod:`.fanout`): one state change of extension 100, watched by 1,000
   digest-authenticated subscribers, through the real SIP edge: time from the BLF value
-  written to the KV bucket to the last NOTIFY received, over 50 changes (target p99
+  written to the KV bucket to the last NOTIFY received, over 200 changes (target p99
   <= 100 ms), beside a bare ``sendto`` loop of the same 1,000 NOTIFYs (the floor);
 * **read-model rebuild** (:mod:`.rebuild`): a fresh nats-server filled with 1,000,000
   seating events over 2,000 desks and 5,000 users (:mod:`.ledger_fill`), then

@@ -48,7 +48,10 @@ from tests.support.natsserver import NatsServer, free_port
 from .subscribers import PASSWORD_ENV, desk_name
 
 SUBSCRIBERS = 1000
-ROUNDS = 50
+ROUNDS = 200
+"""State changes measured (and as many floor rounds): with nearest-rank p99, 50 would
+make the p99 the single worst change; 200 make it the second worst (the max is kept
+as well)."""
 PAUSE = 0.2
 """Seconds between rounds, so that one round's 200 OKs are in before the next change."""
 WATCHED = "100"
@@ -269,18 +272,16 @@ async def floor_rounds(
     for row in dump.read_text().splitlines():
         index, hexdata = row.split()
         notifies.append((("127.0.0.1", ports[int(index)]), bytes.fromhex(hexdata)))
-    per_round = [
-        [
-            (address, FLOOR_CSEQ.sub(b"\r\nCSeq: %d NOTIFY" % (10_000 + n), data, count=1))
-            for address, data in notifies
-        ]
-        for n in range(rounds)
-    ]
     out = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
-        for batch in per_round:
+        for n in range(rounds):
+            # Made before the clock starts: the floor is the sending alone.
+            batch = [
+                (address, FLOOR_CSEQ.sub(b"\r\nCSeq: %d NOTIFY" % (10_000 + n), data, count=1))
+                for address, data in notifies
+            ]
             started = time.monotonic()
             for address, data in batch:
                 sock.sendto(data, address)
