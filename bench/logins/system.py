@@ -33,12 +33,13 @@ def config_toml(
     sip_port: int,
     rtp: tuple[int, int],
     health_port: int,
+    pepper: str = "",
 ) -> str:
     """Desks with their SIP passwords, users sharing one PIN hash (the cost of a check
     is in the hash's own parameters, not in which user it is), SIP on loopback.
 
     The per-source limits meant for phones are lifted: all the load comes from one
-    address.
+    address. ``pepper`` becomes ``pins.pepper`` (only the IVR's config gets it).
     """
     lines = [
         "[nats]",
@@ -59,6 +60,8 @@ def config_toml(
         'log_level = "WARNING"',
         "",
     ]
+    if pepper:
+        lines += ["[pins]", f'pepper = "{pepper}"', ""]
     for n, (name, password) in enumerate(desks):
         lines += ["[[desks]]", f'name = "{name}"', f'mac = "02bf{n:08x}"']
         lines += [f'sip_password = "{password}"', ""]
@@ -124,6 +127,14 @@ async def _prompts_installed(url: str, proc: subprocess.Popen[bytes], timeout: f
     raise SystemUnavailable(f"the IVR did not install its prompts (exit code {proc.poll()})")
 
 
+def _port_outside(rtp: tuple[int, int]) -> int:
+    """A free port that is not in the RTP range (the config check refuses one there)."""
+    while True:
+        port = free_port()
+        if not rtp[0] <= port <= rtp[1]:
+            return port
+
+
 @contextlib.asynccontextmanager
 async def running(
     workdir: Path,
@@ -131,6 +142,7 @@ async def running(
     users: Sequence[str],
     pin_hash: str,
     *,
+    pepper: str = "",
     rtp: tuple[int, int] = (40000, 41999),
     start_timeout: float = 40.0,
 ) -> AsyncIterator[RunningSystem]:
@@ -140,7 +152,7 @@ async def running(
     server.start()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        sip_port, edge_health, ivr_health = free_port(), free_port(), free_port()
+        sip_port, edge_health, ivr_health = (_port_outside(rtp) for _ in range(3))
         configs = {}
         for name, health in (("sip-edge", edge_health), ("ivr", ivr_health)):
             configs[name] = workdir / f"{name}.toml"
@@ -153,6 +165,7 @@ async def running(
                     sip_port=sip_port,
                     rtp=rtp,
                     health_port=health,
+                    pepper=pepper if name == "ivr" else "",
                 )
             )
         ivr = _service("ivr", configs["ivr"], workdir / "ivr.log", "--own-directory")

@@ -16,6 +16,7 @@ def step(rate: float, completed: float, held: bool, jitter: float | None) -> dic
         "latency_p50_ms": 40.0,
         "latency_p99_ms": None if not held else 120.0,
         "jitter_p99_ms": jitter,
+        "cpu_ms_per_login": {"edge": 8.0, "ivr": 5.0, "nats_server": 2.0, "sipp": 2.5},
     }
 
 

@@ -28,11 +28,13 @@ def logs(tmp_path: Path, step: str) -> str:
 async def test_a_rate_step_logs_every_desk_in_and_measures_latency_and_jitter(
     tmp_path: Path,
 ) -> None:
-    cheap = next(p for p in PROFILES if p.name == "owasp-minimum-argon2")
+    shipped = next(p for p in PROFILES if p.name == "peppered-pin-profile")
     desks = desk_credentials(4)
     users = [str(300 + n) for n in range(8)]
-    pin_hash = cheap.hash(PIN)
-    async with running(tmp_path / "system", desks, users, pin_hash, rtp=(42000, 42199)) as system:
+    pin_hash = shipped.hash(PIN)
+    async with running(
+        tmp_path / "system", desks, users, pin_hash, pepper=shipped.pepper, rtp=(42000, 42199)
+    ) as system:
         observed = Observed()
         nc = await nats.connect(system.nats_url)
         try:
