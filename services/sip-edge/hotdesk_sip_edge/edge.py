@@ -43,6 +43,8 @@ log = logging.getLogger("hotdesk.sip_edge")
 Publish = Callable[[str, bytes], Awaitable[None]]
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, SUBSCRIBE, NOTIFY"
 _FORGET_AFTER = 32.0
+RETRY_AFTER_SECONDS = 5
+"""Retry-After of the 503 a request gets when the bus or a store fails under it."""
 _SERVER_TX_LIMIT = 64 * 0.5 + _FORGET_AFTER
 """A server transaction without a timer running (its TU never answered) is dropped
 this long after the request came."""
@@ -411,9 +413,9 @@ class SipEdge:
                 self._respond(key, tx, screened, source)
                 return None
             return self._answer(
-                key, tx, self.registrar.bind(request, source, now, screened), source
+                key, tx, self.registrar.bind(request, source, now, screened), source, request
             )
-        return self._answer(key, tx, self._route_request(request, source, now), source)
+        return self._answer(key, tx, self._route_request(request, source, now), source, request)
 
     async def _ack(self, request: SipRequest, source: Source) -> None:
         """An ACK outside any server transaction: a 2xx ACK (RFC 3261 §17.1.1.3)."""
@@ -429,8 +431,23 @@ class SipEdge:
         tx: ServerTransaction,
         response: Awaitable[SipResponse | None],
         source: Source,
+        request: SipRequest,
     ) -> None:
-        answer = await response
+        try:
+            answer = await response
+        except Exception:
+            # The bus or a store failed under the request (a NATS node lost, a stream
+            # electing its leader). Unanswered, the phone would retransmit into the
+            # void until its transaction times out; told 503 with Retry-After, it
+            # tries again later (RFC 3261 §21.5.4).
+            log.exception(
+                "request failed: answered 503",
+                extra={"method": request.method, "call_id": request.call_id},
+            )
+            if tx.state not in (State.TRYING, State.PROCEEDING):
+                return  # a final response went out already
+            answer = response_to(request, 503, "Service Unavailable", to_tag=_local_tag(request))
+            answer.headers.add("Retry-After", str(RETRY_AFTER_SECONDS))
         if answer is not None:
             self._respond(key, tx, answer, source)
 
