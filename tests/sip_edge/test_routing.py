@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
+
 from hotdesk_contracts.dialplan import Login, Logout
 from hotdesk_contracts.directory import DialCodes, OtherCode
 from hotdesk_contracts.events import Cause, LoggedIn, LoggedOut, LogoutReason, Roamed
@@ -43,6 +45,19 @@ def test_idle_desk_may_only_call_emergency_numbers_and_hotdesk_codes() -> None:
     )
     assert decide(caller, "*77*100*", dirs, logins) == ToHotdesk(Login("100"))
     assert decide(caller, "*77*5*", dirs, logins) == ToHotdesk(Logout())
+
+
+def test_a_reloaded_directory_presents_the_callers_new_name() -> None:
+    before = directory(trunk_port=7001)
+    logins = _logins(("HD0001", "100"))
+    assert caller_of("HD0001", before, logins).name == "Alice Example"
+    renamed = [
+        msgspec.structs.replace(e, name="Alice Renamed") if e.number == "100" else e
+        for e in before.extensions
+    ]
+    after = msgspec.structs.replace(before, extensions=renamed)
+    assert caller_of("HD0001", after, logins).name == "Alice Renamed"
+    assert caller_of("100", after, logins).name == "Alice Renamed"
 
 
 def test_emergency_without_emergency_trunk_is_503() -> None:

@@ -49,10 +49,36 @@ class Caller:
         return self.user or self.desk or self.identity
 
 
+@dataclass(frozen=True, slots=True)
+class _Names:
+    directory: Directory
+    names: dict[str, str]
+    """Extension number → display name."""
+    desks: frozenset[str]
+
+
+_names: _Names | None = None
+
+
+def _names_of(directory: Directory) -> _Names:
+    """The directory's names, indexed once per directory revision: a directory is
+    replaced whole on reload, and scanning a thousand extensions per INVITE is not free."""
+    global _names
+    cached = _names
+    if cached is None or cached.directory is not directory:
+        cached = _names = _Names(
+            directory,
+            {e.number: e.name for e in directory.extensions},
+            frozenset(d.name for d in directory.desks),
+        )
+    return cached
+
+
 def caller_of(identity: str, directory: Directory, logins: LoginMap) -> Caller:
     """Resolve an authenticated identity to the caller presentation."""
-    names = {e.number: e.name for e in directory.extensions}
-    if any(d.name == identity for d in directory.desks):
+    index = _names_of(directory)
+    names = index.names
+    if identity in index.desks:
         user = logins.user_at.get(identity, "")
         return Caller(identity, desk=identity, user=user, name=names.get(user, ""))
     return Caller(identity, user=identity, name=names.get(identity, ""))
