@@ -13,13 +13,19 @@ spans of one message (``publish <Message>`` / ``process <Message>``, with the
 ``messaging.*`` attributes), so one login is one trace across every service it
 touches. Span attribute names the services share are the constants below; a PIN, a
 password or a DTMF digit is never a span attribute.
+
+Spans are recorded only while something exports them (the OTLP exporter, or a
+processor added with :meth:`Telemetry.add_span_processor`). Without one, every span is
+still made, unrecorded: its trace id reaches the logs and the message headers, so logs
+correlate across services for well under half the CPU a recorded span costs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +34,18 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from hotdesk_contracts.directory import TelemetrySettings
 
@@ -58,6 +71,39 @@ MESSAGING_OPERATION_NAME = "messaging.operation.name"
 MESSAGING_MESSAGE_ID = "messaging.message.id"
 
 
+class RecordWhileExported(Sampler):
+    """Records spans once a span processor exports them; until then, drops them.
+
+    A dropped span still has a valid context, so trace ids reach the logs and the
+    messages' ``traceparent`` (flags ``00``) all the same. Both ways are parent-based:
+    a trace another service sampled is recorded here too, so a service that exports
+    nothing in the middle of a chain does not cut it for the services after it.
+    """
+
+    def __init__(self) -> None:
+        self.exporting = False
+        self._recording = ParentBased(ALWAYS_ON)
+        self._dropping = ParentBased(ALWAYS_OFF)
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        sampler = self._recording if self.exporting else self._dropping
+        return sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return "RecordWhileExported"
+
+
 @dataclass
 class Telemetry:
     """The installed providers and the ASGI app serving ``/metrics``."""
@@ -67,6 +113,12 @@ class Telemetry:
     meter_provider: MeterProvider
     metrics_app: Any
     """An ASGI application rendering the Prometheus exposition format."""
+    sampler: RecordWhileExported
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        """Hand every span to ``processor`` (an exporter's), and record spans from now on."""
+        self.tracer_provider.add_span_processor(processor)
+        self.sampler.exporting = True
 
     def tracer(self, name: str) -> trace.Tracer:
         return self.tracer_provider.get_tracer(name)
@@ -99,16 +151,16 @@ def setup_telemetry(service: str, settings: TelemetrySettings | None = None) -> 
 
     name = service_name(service)
     resource = Resource.create({"service.name": name})
-    tracer_provider = TracerProvider(resource=resource)
+    sampler = RecordWhileExported()
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     readers: list[MetricReader] = [PrometheusMetricReader()]
+    span_exporter: SpanProcessor | None = None
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         base = settings.otlp_endpoint.rstrip("/")
-        tracer_provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
-        )
+        span_exporter = BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
         readers.append(
             PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
         )
@@ -117,7 +169,9 @@ def setup_telemetry(service: str, settings: TelemetrySettings | None = None) -> 
     metrics.set_meter_provider(meter_provider)
     if settings.prometheus_port:
         start_http_server(settings.prometheus_port, addr="0.0.0.0", registry=REGISTRY)
-    _installed = Telemetry(name, tracer_provider, meter_provider, make_asgi_app(REGISTRY))
+    _installed = Telemetry(name, tracer_provider, meter_provider, make_asgi_app(REGISTRY), sampler)
+    if span_exporter is not None:
+        _installed.add_span_processor(span_exporter)
     log.info(
         "telemetry ready",
         extra={
@@ -147,7 +201,12 @@ def extract_context(headers: Mapping[str, str] | None) -> otel_context.Context:
 
     Use it as ``tracer.start_as_current_span(name, context=extract_context(msg.headers))``.
     """
-    return _PROPAGATOR.extract(dict(headers or {}))
+    if not headers or "traceparent" not in headers:
+        return _NO_TRACE
+    return _PROPAGATOR.extract(dict(headers))
+
+
+_NO_TRACE = otel_context.Context()
 
 
 def traceparent(context: otel_context.Context | None = None) -> str:
@@ -173,7 +232,73 @@ def messaging_attributes(subject: str, operation: str) -> dict[str, AttributeVal
     }
 
 
-@contextlib.contextmanager
+class ActiveSpan:
+    """A span that is the current one for a ``with`` block and ends after it; an
+    exception leaving the block is recorded on it and sets its status to error.
+
+    What ``tracer.start_as_current_span`` does, for the paths taken once per request
+    or message: one context attach and no generator-based context managers (through the
+    proxy tracer that module-level ``trace.get_tracer`` returns there are three),
+    about a third less CPU per span.
+    """
+
+    __slots__ = ("_attributes", "_context", "_kind", "_name", "_start", "_token", "_tracer", "span")
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        name: str,
+        *,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        start_time: int | None = None,
+    ) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._attributes = attributes
+        self._start = start_time
+        self._token: Token[otel_context.Context] | None = None
+        self.span: Span = trace.INVALID_SPAN
+
+    def __enter__(self) -> Span:
+        self.span = self._tracer.start_span(
+            self._name, self._context, self._kind, self._attributes, start_time=self._start
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)
+            self._token = None
+        if exc is not None:
+            self.span.record_exception(exc)
+            self.span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+        self.span.end()
+
+
+class _PublishSpan:
+    __slots__ = ("_active", "_headers")
+
+    def __init__(self, active: ActiveSpan, headers: Mapping[str, str] | None) -> None:
+        self._active = active
+        self._headers = headers
+
+    def __enter__(self) -> dict[str, str]:
+        self._active.__enter__()
+        return inject_headers(dict(self._headers or {}))
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._active.__exit__(kind, exc, tb)
+
+
 def publish_span(
     tracer: trace.Tracer,
     message: str,
@@ -183,10 +308,11 @@ def publish_span(
     headers: Mapping[str, str] | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
     kind: SpanKind = SpanKind.PRODUCER,
-) -> Iterator[dict[str, str]]:
-    """A ``publish <message>`` span (``message``: the type sent, e.g. ``FeatureDialled``)
-    around sending one message to ``subject``; yields the headers to send it with:
-    ``headers`` plus this span's trace context.
+) -> contextlib.AbstractContextManager[dict[str, str]]:
+    """A ``publish <message>`` span (``message``: the type sent, e.g. ``FeatureDialled``;
+    ``request <message>`` for a ``CLIENT`` kind) around sending one message to
+    ``subject``; entering it gives the headers to send the message with: ``headers``
+    plus this span's trace context.
 
     The span is a child of ``context`` (default: the current span). Use it as::
 
@@ -194,13 +320,14 @@ def publish_span(
             await nc.publish(subject, data, headers=headers)
     """
     operation = "request" if kind is SpanKind.CLIENT else "publish"
-    with tracer.start_as_current_span(
+    active = ActiveSpan(
+        tracer,
         f"{operation} {message}",
         context=context,
         kind=kind,
         attributes={**messaging_attributes(subject, operation), **(attributes or {})},
-    ):
-        yield inject_headers(dict(headers or {}))
+    )
+    return _PublishSpan(active, headers)
 
 
 def process_span(
@@ -210,11 +337,12 @@ def process_span(
     headers: Mapping[str, str] | None,
     *,
     attributes: Mapping[str, AttributeValue] | None = None,
-) -> contextlib.AbstractContextManager[Span]:
+) -> ActiveSpan:
     """A ``process <message>`` consumer span continuing the trace the message's
     ``headers`` carry (a trace of its own when they carry none, never whatever span
     happens to be current in the subscriber's callback)."""
-    return tracer.start_as_current_span(
+    return ActiveSpan(
+        tracer,
         f"process {message}",
         context=extract_context(headers),
         kind=SpanKind.CONSUMER,
@@ -241,6 +369,8 @@ __all__ = [
     "SIP_METHOD",
     "SIP_STATUS_CODE",
     "USER",
+    "ActiveSpan",
+    "RecordWhileExported",
     "Telemetry",
     "context_of",
     "current_trace_id",

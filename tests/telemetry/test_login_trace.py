@@ -20,15 +20,12 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hotdesk_contracts.directory import Config
 from hotdesk_contracts.events import LoggedIn
 from hotdesk_runtime.logging import JsonFormatter
-from hotdesk_runtime.telemetry import setup_telemetry
 from tests.e2e.sipp import start_sipp
 from tests.e2e.system import (
     DESK_PASSWORD,
@@ -81,18 +78,6 @@ HOP_LOGS = {
     "check-sync sent": ("desk",),
     "provisioning file served": ("desk",),
 }
-
-
-@pytest.fixture
-def exported() -> Iterator[InMemorySpanExporter]:
-    """Every span finished in this process during the test."""
-    setup_telemetry("tests")
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider), "the SDK tracer provider is not installed"
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    exporter.shutdown()  # the processor stays on the provider, exporting nothing
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from hotdesk_contracts.directory import Desk, Directory, ProvisioningSettings, SipSettings
 from hotdesk_contracts.messages import UnknownDeviceSeen
-from hotdesk_runtime.telemetry import DESK, context_of, extract_context
+from hotdesk_runtime.telemetry import DESK, ActiveSpan, context_of, extract_context
 
 from . import httpauth
 from .nonces import LocalNonceCounts, NonceCounts, parse_nc
@@ -198,7 +198,8 @@ class ProvisioningServer:
         attributes = {"http.request.method": request.method, "url.path": request.url.path}
         if desk is not None:
             attributes[DESK] = desk.name
-        with _tracer.start_as_current_span(
+        with ActiveSpan(
+            _tracer,
             "GET provisioning file",
             context=self._trace_parent(request, desk),
             kind=SpanKind.SERVER,
@@ -213,11 +214,9 @@ class ProvisioningServer:
             return response
 
     def _trace_parent(self, request: Request, desk: Desk | None) -> otel_context.Context:
-        if "traceparent" in request.headers:
-            return extract_context(request.headers)
-        if desk is not None and self._trace_of is not None:
+        if desk is not None and self._trace_of is not None and "traceparent" not in request.headers:
             return context_of(self._trace_of(desk.name))
-        return otel_context.Context()
+        return extract_context(request.headers)
 
     async def _admit(
         self, request: Request, client: str, now: float
