@@ -161,6 +161,9 @@ class Registrar:
         self._passwords = domain_users
         self._auth = auth
         self._store = store
+        # A store may offer a cheaper read for read-modify-write (its own last write,
+        # checked by the revision on save); a failed save retries from the store.
+        self._load_first = getattr(store, "load_for_update", store.load)
         self._limits = limits
         self._on_change = on_change
         self._edge = edge
@@ -202,7 +205,8 @@ class Registrar:
         bindings; the response says which are current."""
         # One REGISTER per AOR at a time on this edge: concurrent ones would only race
         # for the same KV revision. Other replicas are handled by the revision check.
-        lock, users = self._locks.get(aor, (asyncio.Lock(), 0))
+        held = self._locks.get(aor)
+        lock, users = (asyncio.Lock(), 0) if held is None else held
         self._locks[aor] = (lock, users + 1)
         try:
             async with lock:
@@ -217,11 +221,8 @@ class Registrar:
     async def _apply(
         self, request: SipRequest, source: Source, now: float, aor: str
     ) -> SipResponse:
-        # A store may offer a cheaper read for read-modify-write (its own last write,
-        # checked by the revision on save); a failed save retries from the store.
-        load = getattr(self._store, "load_for_update", self._store.load)
         for attempt in range(5):
-            current, revision = await (load if attempt == 0 else self._store.load)(aor)
+            current, revision = await (self._load_first if attempt == 0 else self._store.load)(aor)
             before = live(current, now)
             try:
                 bindings = apply_register(

@@ -409,6 +409,7 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_cseq(value: str) -> CSeq:
     """Parse ``CSeq``; the number must fit 32 bits below 2**31 (RFC 3261 §8.1.1.5)."""
     parts = value.split()

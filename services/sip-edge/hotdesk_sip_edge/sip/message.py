@@ -167,7 +167,7 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of ``name``, or None."""
-        cname = canonical_name(name)
+        cname = _HEADER_NAMES.get(name) or canonical_name(name)
         for key, value in self.items:
             if key == cname:
                 return value
@@ -175,7 +175,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Every field value of ``name`` in order, each as sent (not comma-split)."""
-        cname = canonical_name(name)
+        cname = _HEADER_NAMES.get(name) or canonical_name(name)
         return [value for key, value in self.items if key == cname]
 
     def values(self, name: str) -> list[str]:
