@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import pytest
+
 from hotdesk_contracts.dialplan import Login, Logout
 from hotdesk_sip_edge.awaited import AwaitedTransaction
 from hotdesk_sip_edge.blf.subscriptions import SubscribeRequest, Subscriptions
@@ -16,7 +18,7 @@ from hotdesk_sip_edge.location import Binding, MemoryLocationStore
 from hotdesk_sip_edge.media.ivr_bridge import IvrBridge
 from hotdesk_sip_edge.sip.headers import parse_via
 from hotdesk_sip_edge.sip.message import Headers, SipRequest, SipResponse, parse
-from hotdesk_sip_edge.sip.transaction import ClientTransaction
+from hotdesk_sip_edge.sip.transaction import ClientTransaction, TimedOut
 from hotdesk_sip_edge.sip.transport import Source
 
 
@@ -177,7 +179,10 @@ async def test_check_sync_of_a_desk_without_binding_sends_nothing() -> None:
     assert network.sent == []
 
 
-async def test_blf_subscription_ends_when_its_notify_is_answered_481() -> None:
+@pytest.mark.parametrize("ending", ["481", "timer F"])
+async def test_blf_subscription_ends_when_its_notify_is_answered_481_or_never(
+    ending: str,
+) -> None:
     subscriptions = Subscriptions(["101"])
     outcome = subscriptions.subscribe(
         SubscribeRequest(
@@ -208,9 +213,17 @@ async def test_blf_subscription_ends_when_its_notify_is_answered_481() -> None:
     request, target = network.sent[0]
     assert (request.method, target) == ("NOTIFY", Source("UDP", "10.0.0.5", 5062))
     _, tx, _ = network.tracked[0]
-    tx.receive(481, 1.0)
-    await asyncio.sleep(0)
+    assert notifier.unanswered == 1
+    if ending == "481":
+        tx.receive(481, 1.0)
+    else:
+        assert tx.deadline is not None
+        while not any(isinstance(action, TimedOut) for action in tx.fire(tx.deadline)):
+            assert tx.deadline is not None
     assert len(subscriptions) == 0
+    assert notifier.unanswered == 0
+    tx.receive(481, 2.0)  # a late answer ends nothing twice
+    assert notifier.unanswered == 0
 
 
 async def test_blf_notifies_follow_a_refresh_that_moves_the_remote_target() -> None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .auth import Authenticator, PasswordLookup, Verdict
-from .awaited import AwaitedTransaction
 from .blf.notify import (
     NotifyWire,
     SubscribeFieldsError,
@@ -37,7 +36,7 @@ from .blf.subscriptions import (
 from .proxy import next_hop
 from .sip.headers import HeaderError, Via, parse_name_addr
 from .sip.message import SipRequest, SipResponse, response_to
-from .sip.transaction import ClientTransaction
+from .sip.transaction import Action, ClientTransaction, TimedOut
 from .sip.transport import Source
 from .sip.uri import UriError, parse_uri
 
@@ -178,9 +177,13 @@ class BlfNotifier:
         if target is None or not await net.send_serialized(data, target):
             log.warning("BLF NOTIFY not sent", extra={"call_id": key.call_id})
             return
-        tx = AwaitedTransaction(data, "NOTIFY", self._clock(), reliable=target.transport != "UDP")
-        live = None if notify.terminated else key
-        tx.final.add_done_callback(lambda done: self._answered(live, done.result()))
+        tx = _NotifyTransaction(
+            data,
+            self._clock(),
+            reliable=target.transport != "UDP",
+            notifier=self,
+            key=None if notify.terminated else key,
+        )
         self.unanswered += 1
         net.track(branch, tx, target)
 
@@ -225,6 +228,46 @@ class BlfNotifier:
             await self.send(notify)
         for task in list(self._tasks):
             task.cancel()
+
+
+class _NotifyTransaction(ClientTransaction):
+    """A NOTIFY's non-INVITE client transaction that tells its notifier how it ended:
+    the final status, or 0 when Timer F fired (RFC 3261 §17.1.2.2).
+
+    A fan-out keeps a thousand of these through Timer K; calling back directly rather
+    than through a future and a closure per NOTIFY leaves fewer objects for the garbage
+    collector to walk (its full collections paused the edge for ~30 ms).
+    """
+
+    def __init__(
+        self,
+        request: bytes,
+        now: float,
+        *,
+        reliable: bool,
+        notifier: BlfNotifier,
+        key: SubscriptionKey | None,
+    ) -> None:
+        super().__init__(request, "NOTIFY", now, reliable=reliable)
+        self._notifier: BlfNotifier | None = notifier
+        self._key = key
+
+    def receive(self, status: int, now: float) -> bool:
+        fresh = super().receive(status, now)
+        if fresh and status >= 200:
+            self._ended(status)
+        return fresh
+
+    def fire(self, now: float) -> list[Action]:
+        actions = super().fire(now)
+        if any(isinstance(action, TimedOut) for action in actions):
+            self._ended(0)
+        return actions
+
+    def _ended(self, status: int) -> None:
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier._answered(self._key, status)
 
 
 @dataclass(frozen=True, slots=True)
