@@ -77,10 +77,13 @@ a=fmtp:101 0-15
   </send>
 """
 
+# The ACK of the 407 is part of the INVITE's transaction (RFC 3261 §17.1.1.3): it carries
+# the INVITE's branch, three scenario messages back (INVITE, 100, 407, ACK). With another
+# branch the edge does not match it and retransmits the 407 until Timer H.
 _ACK_407 = """  <send>
     <![CDATA[
 ACK sip:*77*[field2]*@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-2]
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]
 From: desk <sip:[field0]@[remote_ip]>;tag=[pid]SIPpTag[call_number]
 To: <sip:*77*[field2]*@[remote_ip]>[peer_tag_param]
 Call-ID: [call_id]
