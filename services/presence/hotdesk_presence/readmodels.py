@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from hotdesk_contracts import streams
@@ -39,6 +39,20 @@ async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
         return await js.create_key_value(js_api.KeyValueConfig(bucket=bucket, history=1))
 
 
+async def bucket_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """The keys of ``bucket`` (deleted ones included: their values read as none).
+
+    Read from the stream's per-subject state, so no consumer is made:
+    ``KeyValue.keys()`` leaves an ephemeral consumer on the server for every call, and
+    under a few calls a second it was seen to answer that a bucket holding keys had
+    none, which showed every desk idle and offline. The server lists up to 100,000
+    subjects in one answer, far more desks or extensions than a site has.
+    """
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + ">")
+    return [subject[len(prefix) :] for subject in info.state.subjects or {}]
+
+
 class ReadModels:
     """The desks, desk status, users, history and BLF buckets, decoded."""
 
@@ -54,10 +68,7 @@ class ReadModels:
 
     async def _all(self, bucket: str, value_type: type[T], bus: bool) -> dict[str, T]:
         kv = await self.bucket(bucket)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return {}
+        keys = await bucket_keys(self.js, bucket)
         values = await asyncio.gather(*(self._get(kv, k, value_type, bus) for k in keys))
         return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
 
