@@ -15,6 +15,7 @@ succeeds while MD5 is offered at all.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import secrets
 from collections import Counter, deque
@@ -103,6 +104,11 @@ class Authenticator:
         self.algorithms = offered
         """Offered in this order (RFC 8760 §2.4: the preferred first)."""
         self._counts = NonceCounts()
+        # Nonce salts: a random prefix per authenticator (replicas differ) and a
+        # counter, so every challenge is unique without a call to the OS's random
+        # source per challenge.
+        self._salt_prefix = secrets.token_hex(3)
+        self._salts = itertools.count(1)
         self._failures: dict[str, _Failures] = {}
         self._dummy = secrets.token_hex(16)
         self.stats: Counter[str] = Counter()
@@ -118,10 +124,14 @@ class Authenticator:
         return AuthResult(
             Verdict.CHALLENGE,
             challenges=tuple(
-                challenge(self.realm, make_nonce(self._secret, now), algorithm, stale=stale)
+                challenge(self.realm, self._nonce(now), algorithm, stale=stale)
                 for algorithm in self.algorithms
             ),
         )
+
+    def _nonce(self, now: float) -> str:
+        salt = f"{self._salt_prefix}{next(self._salts) & 0xFFFFFFFFFF:x}"
+        return make_nonce(self._secret, now, salt)
 
     def blocked(self, key: str, now: float) -> bool:
         """Whether ``key`` (``src:<host>`` or ``user:<name>``) is blocked at ``now``."""

@@ -596,10 +596,9 @@ def response_to(
         timestamp = request.headers.get("Timestamp")
         if timestamp is not None:
             copied["Timestamp"] = [("Timestamp", timestamp)]
-    elif to_tag is not None:
-        to = request.to
-        if to.tag is None:
-            copied["To"] = [("To", str(to.with_param("tag", to_tag)))]
+    elif to_tag is not None and request.to.tag is None:
+        # RFC 3261 §8.2.6.2: the request's To with a tag added.
+        copied["To"] = [("To", f"{copied['To'][0][1]};tag={to_tag}")]
     items: list[tuple[str, str]] = []
     for fields in copied.values():
         items += fields
