@@ -51,6 +51,8 @@ class Observed:
     """What the bus showed during one step, keyed by SIP Call-ID."""
 
     last_digit_at: dict[str, datetime] = field(default_factory=dict)
+    digits: dict[str, str] = field(default_factory=dict)
+    """Every key each call's edge reported, in order."""
     ledger_at: dict[str, datetime] = field(default_factory=dict)
     arrivals: list[float] = field(default_factory=list)
     """Harness monotonic time of each login event."""
@@ -70,6 +72,7 @@ class Observed:
             event = msgspec.json.decode(msg.data, type=DtmfReceived)
         except msgspec.DecodeError:
             return
+        self.digits[event.call_id] = self.digits.get(event.call_id, "") + event.digit
         if event.digit == "#":
             self.last_digit_at.setdefault(event.call_id, event.at)
 
@@ -101,6 +104,8 @@ class Step:
     latency_samples: int
     jitter_p99_ms: float
     jitter_packets: int
+    other_digits: list[str]
+    """What the edge heard on calls whose keys were not the PIN and ``#`` (at most 5)."""
     cpu_ms_per_login: dict[str, float]
 
     @property
@@ -203,6 +208,7 @@ class Bench:
         self.next_call += calls
         (workdir / "logins.csv").write_text(injection_file(logins))
         self.observed.last_digit_at.clear()
+        self.observed.digits.clear()
         self.observed.ledger_at.clear()
         self.observed.arrivals.clear()
         jitter_before = await scrape(self.system.edge_metrics_url)
@@ -227,6 +233,7 @@ class Bench:
             latency_samples=len(latencies),
             jitter_p99_ms=round(bucket_quantile(jitter, 0.99) * 1000, 2),
             jitter_packets=int(jitter[-1][1]) if jitter else 0,
+            other_digits=[d for d in self.observed.digits.values() if d != PIN + "#"][:5],
             cpu_ms_per_login={
                 **{
                     k: round((cpu_after[k] - cpu_before[k]) * 1000 / per_login, 1)
@@ -252,6 +259,7 @@ def describe(step: Step) -> str:
         f"{step.logins_in_ledger} in ledger, {step.completed_per_second}/s completed, "
         f"digit->ledger p50 {step.latency_p50_ms} ms p99 {step.latency_p99_ms} ms, "
         f"jitter p99 {step.jitter_p99_ms} ms, CPU ms/login {step.cpu_ms_per_login}"
+        + (f", other keys heard: {step.other_digits}" if step.other_digits else "")
     )
 
 
