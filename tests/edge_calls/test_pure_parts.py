@@ -22,13 +22,28 @@ from hotdesk_sip_edge.sip.transaction import ClientTransaction, TimedOut
 from hotdesk_sip_edge.sip.transport import Source
 
 
+class FakeTransport:
+    def __init__(self, network: FakeNetwork) -> None:
+        self.network = network
+
+    def send_to(self, data: bytes, target: Source) -> bool:
+        request = parse(data)
+        assert isinstance(request, SipRequest)
+        self.network.sent.append((request, target))
+        self.network.direct.append(target)
+        return True
+
+
 class FakeNetwork:
     host = "192.0.2.10"
     port = 5060
 
     def __init__(self) -> None:
         self.sent: list[tuple[SipRequest, Source]] = []
+        self.direct: list[Source] = []
+        """Targets sent to through the transport at once (no lookup, no connection)."""
         self.tracked: list[tuple[str, ClientTransaction, Source]] = []
+        self.transport = FakeTransport(self)
 
     async def send_request(self, request: SipRequest, target: Source) -> bool:
         self.sent.append((request, target))
@@ -224,6 +239,46 @@ async def test_blf_subscription_ends_when_its_notify_is_answered_481_or_never(
     assert notifier.unanswered == 0
     tx.receive(481, 2.0)  # a late answer ends nothing twice
     assert notifier.unanswered == 0
+
+
+async def test_blf_notifies_to_an_address_go_straight_out_to_a_host_name_via_the_lookup() -> None:
+    subscriptions = Subscriptions(["101"])
+    notifies = []
+    for n, contact in enumerate(["sip:HD0002@10.0.0.5:5062", "sip:HD0003@phone.example.com"]):
+        outcome = subscriptions.subscribe(
+            SubscribeRequest(
+                call_id=f"sub-path-{n}",
+                from_tag="ft",
+                to_tag=None,
+                cseq=1,
+                event="dialog",
+                extension="101",
+                entity_uri="sip:101@192.0.2.10",
+                from_uri="sip:HD0002@192.0.2.10",
+                to_uri="sip:101@192.0.2.10",
+                contact=contact,
+                authenticated=True,
+                expires=600,
+            ),
+            0.0,
+        )
+        assert outcome.notify is not None
+        notifies.append(outcome.notify)
+    network = FakeNetwork()
+    notifier = BlfNotifier(
+        subscriptions=subscriptions,
+        auth=lambda: None,  # type: ignore[arg-type,return-value]
+        passwords=lambda user: None,
+        network=lambda: network,
+    )
+    for notify in notifies:
+        await notifier.send(notify)
+    assert [target for _, target in network.sent] == [
+        Source("UDP", "10.0.0.5", 5062),
+        Source("UDP", "phone.example.com", 5060),
+    ]
+    assert network.direct == [Source("UDP", "10.0.0.5", 5062)]
+    assert [target for _, _, target in network.tracked] == [t for _, t in network.sent]
 
 
 async def test_blf_notifies_follow_a_refresh_that_moves_the_remote_target() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import secrets
@@ -49,11 +50,24 @@ kernel counts it (its datagram and bookkeeping: ~1.3 KiB for a 330-byte answer o
 Linux), rounded up."""
 
 
+class Datagrams(Protocol):
+    """Sends bytes to a resolved target (the edge's transport)."""
+
+    def send_to(self, data: bytes, target: Source) -> bool:
+        """Send ``data`` to ``target`` at once; False when it could not go."""
+        ...
+
+
 class NotifyNetwork(Protocol):
     """What the notifier needs from the edge."""
 
     host: str
     port: int
+
+    @property
+    def transport(self) -> Datagrams:
+        """The edge's transport, for NOTIFYs over UDP to an IP address."""
+        ...
 
     async def send_serialized(self, data: bytes, target: Source) -> bool:
         """Send a request already in wire form to ``target``."""
@@ -164,17 +178,28 @@ class BlfNotifier:
         key = sub.key
         source = self._sources.get(key)
         route = self._routes.get(key)
-        if route is None or route.source != source or not route.wire.fits(notify):
+        if (
+            route is None
+            or (route.source is not source and route.source != source)
+            or not route.wire.fits(notify)
+        ):
             route = self._route(notify, source, net)
             self._routes[key] = route
-        if notify.terminated:
+        terminated = notify.terminated
+        if terminated:
             self._sources.pop(key, None)
             self._routes.pop(key, None)
         branch = f"{self._branch_prefix}{next(self._branches):x}"
-        via = f"{route.via_head};branch={branch};rport"
-        data = route.wire.render(notify, via)
+        data = route.wire.render(notify, f"{route.via_head};branch={branch};rport")
         target = route.target
-        if target is None or not await net.send_serialized(data, target):
+        # A datagram to an address needs neither a lookup nor a connection: nothing to
+        # await per NOTIFY in a fan-out.
+        sent = target is not None and (
+            net.transport.send_to(data, target)
+            if route.direct
+            else await net.send_serialized(data, target)
+        )
+        if target is None or not sent:
             log.warning("BLF NOTIFY not sent", extra={"call_id": key.call_id})
             return
         tx = _NotifyTransaction(
@@ -182,7 +207,7 @@ class BlfNotifier:
             self._clock(),
             reliable=target.transport != "UDP",
             notifier=self,
-            key=None if notify.terminated else key,
+            key=None if terminated else key,
         )
         self.unanswered += 1
         net.track(branch, tx, target)
@@ -198,11 +223,13 @@ class BlfNotifier:
         state (a refresh may move the remote target or the source)."""
         transport = source.transport if source is not None else "UDP"
         wire = notify_wire(notify, contact=f"sip:{net.host}:{net.port}")
+        target = _target(wire, source, transport)
         return _Route(
             source=source,
             wire=wire,
             via_head=str(Via(transport, net.host, net.port)),
-            target=_target(wire, source, transport),
+            target=target,
+            direct=target is not None and target.transport == "UDP" and _is_address(target.host),
         )
 
     def _answered(self, key: SubscriptionKey | None, status: int) -> None:
@@ -280,6 +307,16 @@ class _Route:
     via_head: str
     """This hop's Via up to the branch parameter."""
     target: Source | None
+    direct: bool
+    """Whether ``target`` is a UDP address the transport sends to as it is."""
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _target(wire: NotifyWire, source: Source | None, transport: str) -> Source | None:

@@ -83,7 +83,7 @@ class SubscribeRequest:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """One live subscription: its dialog and its NOTIFY counters."""
+    """One live subscription: its dialog (its NOTIFYs are counted beside it)."""
 
     key: SubscriptionKey
     extension: str
@@ -94,30 +94,19 @@ class Subscription:
     route_set: tuple[str, ...]
     expires_at: float
     remote_cseq: int
-    local_cseq: int = 0
-    """CSeq of the last NOTIFY sent (RFC 3261 section 12.2.1.1: increases per request)."""
-    version: int = 0
-    """The ``version`` the next NOTIFY body carries."""
 
-    def notified(self) -> Subscription:
-        """This subscription after one more NOTIFY: CSeq and version one higher.
 
-        Built field by field: ``dataclasses.replace`` costs several times as much,
-        and a fan-out makes one of these per subscriber.
-        """
-        return Subscription(
-            key=self.key,
-            extension=self.extension,
-            entity_uri=self.entity_uri,
-            local_uri=self.local_uri,
-            remote_uri=self.remote_uri,
-            remote_target=self.remote_target,
-            route_set=self.route_set,
-            expires_at=self.expires_at,
-            remote_cseq=self.remote_cseq,
-            local_cseq=self.local_cseq + 1,
-            version=self.version + 1,
-        )
+@dataclass(slots=True)
+class _Live:
+    """A live subscription and how many NOTIFYs it has had: the ``version`` of the next
+    NOTIFY body (RFC 4235 section 4.1, from 0) and one less than its CSeq (RFC 3261
+    section 12.2.1.1, from 1; NOTIFYs are the only requests we send in the dialog).
+
+    Counted in place: a fan-out then makes no copy of the subscription per NOTIFY.
+    """
+
+    sub: Subscription
+    notified: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,37 +185,39 @@ class Subscriptions:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self._new_tag = new_tag
-        self._subs: dict[SubscriptionKey, Subscription] = {}
+        self._subs: dict[SubscriptionKey, _Live] = {}
         # Per-extension index: a call's state change reaches its watchers without a
         # scan of every subscription on the edge.
-        self._by_ext: dict[str, dict[SubscriptionKey, None]] = {}
+        self._by_ext: dict[str, dict[SubscriptionKey, _Live]] = {}
         self._dialogs: dict[str, tuple[Dialog, ...]] = {}
         # Each extension's current document per entity URI, rendered once per state
         # change: the fan-out then only writes every subscription's own version into it.
         self._documents: dict[str, dict[str, Document]] = {}
 
-    def _put(self, sub: Subscription) -> None:
-        self._subs[sub.key] = sub
-        self._by_ext.setdefault(sub.extension, {})[sub.key] = None
+    def _put(self, live: _Live) -> None:
+        key = live.sub.key
+        self._subs[key] = live
+        self._by_ext.setdefault(live.sub.extension, {})[key] = live
 
     def _remove(self, key: SubscriptionKey) -> None:
-        sub = self._subs.pop(key, None)
-        if sub is None:
+        live = self._subs.pop(key, None)
+        if live is None:
             return
-        keys = self._by_ext[sub.extension]
+        keys = self._by_ext[live.sub.extension]
         del keys[key]
         if not keys:
-            del self._by_ext[sub.extension]
+            del self._by_ext[live.sub.extension]
 
     # --- queries -------------------------------------------------------------------
 
     def get(self, key: SubscriptionKey) -> Subscription | None:
         """The live subscription ``key``, if any."""
-        return self._subs.get(key)
+        live = self._subs.get(key)
+        return None if live is None else live.sub
 
     def watching(self, extension: str) -> list[Subscription]:
         """Every live subscription to ``extension``."""
-        return [self._subs[key] for key in self._by_ext.get(extension, {})]
+        return [live.sub for live in self._by_ext.get(extension, {}).values()]
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -300,10 +291,11 @@ class Subscriptions:
             local_tag=request.to_tag,
             event_id=request.event_id,
         )
-        sub = self._subs.get(key)
-        if sub is None or sub.expires_at <= now:
+        live = self._subs.get(key)
+        if live is None or live.sub.expires_at <= now:
             # RFC 6665 section 4.2.1.2: a refresh of an unknown or expired subscription.
             return _refuse(481, "Subscription Does Not Exist")
+        sub = live.sub
         if request.cseq <= sub.remote_cseq:
             # RFC 3261 section 12.2.2: an out-of-order request within a dialog.
             return _refuse(500, "Server Internal Error: CSeq out of order")
@@ -317,12 +309,14 @@ class Subscriptions:
         return self._accepted(sub, expires, now)
 
     def _accepted(self, sub: Subscription, expires: int, now: float) -> SubscribeOutcome:
+        live = self._subs.get(sub.key) or _Live(sub)  # a refresh keeps counting
+        live.sub = sub
         if expires == 0:
             self._remove(sub.key)
-            notify = self._notify(sub, "terminated;reason=timeout", now)
+            notify = self._notify(live, "terminated;reason=timeout", now)
         else:
-            notify = self._notify(sub, None, now)
-            self._put(notify.subscription)
+            self._put(live)
+            notify = self._notify(live, None, now)
         return SubscribeOutcome(
             status=200,
             reason="OK",
@@ -344,22 +338,23 @@ class Subscriptions:
             rendered[entity_uri] = doc
         return doc
 
-    def _notify(self, sub: Subscription, terminated: str | None, now: float) -> NotifyToSend:
-        """The next NOTIFY of ``sub``; its counters advance in the returned copy."""
+    def _notify(self, live: _Live, terminated: str | None, now: float) -> NotifyToSend:
+        """The next NOTIFY of ``live``, counted."""
+        sub = live.sub
         if terminated is None:
             # RFC 6665 section 4.2.2: expires is what is left, never more than granted.
             remaining = max(0, math.ceil(sub.expires_at - now))
             state = f"active;expires={remaining}"
         else:
             state = terminated
-        body = self._document(sub.extension, sub.entity_uri).with_version(sub.version)
-        sent = sub.notified()
+        version = live.notified
+        live.notified = version + 1
         return NotifyToSend(
-            subscription=sent,
-            cseq=sent.local_cseq,
+            subscription=sub,
+            cseq=version + 1,
             subscription_state=state,
-            version=sub.version,
-            body=body,
+            version=version,
+            body=self._document(sub.extension, sub.entity_uri).with_version(version),
         )
 
     def state_changed(
@@ -374,39 +369,37 @@ class Subscriptions:
         check(shown)
         self._dialogs[extension] = tuple(shown)
         self._documents.pop(extension, None)
-        out: list[NotifyToSend] = []
-        subs = self._subs
-        for key in self._by_ext.get(extension, ()):
-            sub = subs[key]
-            if sub.expires_at > now:
-                notify = self._notify(sub, None, now)
-                subs[key] = notify.subscription  # already in the extension's index
-                out.append(notify)
-        return out
+        return [
+            self._notify(live, None, now)
+            for live in self._by_ext.get(extension, {}).values()
+            if live.sub.expires_at > now
+        ]
 
     def expire(self, now: float) -> list[NotifyToSend]:
         """End the subscriptions that were not refreshed in time (RFC 6665 section 4.2.2)."""
-        ended = [s for s in self._subs.values() if s.expires_at <= now]
-        return [self._terminate(s, "timeout", now) for s in ended]
+        ended = [live for live in self._subs.values() if live.sub.expires_at <= now]
+        return [self._terminate(live, "timeout", now) for live in ended]
 
     def set_extensions(self, extensions: Iterable[str], now: float) -> list[NotifyToSend]:
         """Replace the watchable extensions; subscriptions to removed ones end with
         ``noresource`` (RFC 6665 section 4.1.3)."""
         self.extensions = frozenset(extensions)
-        removed = [s for s in self._subs.values() if s.extension not in self.extensions]
-        return [self._terminate(s, "noresource", now) for s in removed]
+        removed = [
+            live for live in self._subs.values() if live.sub.extension not in self.extensions
+        ]
+        return [self._terminate(live, "noresource", now) for live in removed]
 
     def terminate_all(
         self, now: float, reason: TerminationReason = "deactivated"
     ) -> list[NotifyToSend]:
         """End every subscription, e.g. with ``deactivated`` when this edge shuts down."""
-        return [self._terminate(s, reason, now) for s in list(self._subs.values())]
+        return [self._terminate(live, reason, now) for live in list(self._subs.values())]
 
     def drop(self, key: SubscriptionKey) -> None:
         """Forget ``key`` without a NOTIFY: its NOTIFY was answered 481 or timed out
         (RFC 6665 section 4.2.2)."""
         self._remove(key)
 
-    def _terminate(self, sub: Subscription, reason: TerminationReason, now: float) -> NotifyToSend:
-        self._remove(sub.key)
-        return self._notify(sub, f"terminated;reason={reason}", now)
+    def _terminate(self, live: _Live, reason: TerminationReason, now: float) -> NotifyToSend:
+        self._remove(live.sub.key)
+        return self._notify(live, f"terminated;reason={reason}", now)
