@@ -19,6 +19,7 @@ from hotdesk_contracts.events import Cause
 from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.store import EventStore
 from hotdesk_presence.main import serve
+from hotdesk_presence.reconcile import DEFAULT_EVERY
 from hotdesk_runtime.context import ServiceContext
 from tests.support.natsserver import free_port
 
@@ -36,9 +37,15 @@ CHROMIUM_ARGS = [
 
 @contextlib.asynccontextmanager
 async def running_presence(
-    nc: Client, js: JetStreamContext, directory: Directory
+    nc: Client,
+    js: JetStreamContext,
+    directory: Directory,
+    *,
+    reconcile_every: float = DEFAULT_EVERY,
 ) -> AsyncIterator[str]:
-    """The presence service on a free port; yields its base URL; stops it after."""
+    """The presence service on a free port; yields its base URL; stops it after.
+    ``reconcile_every``: seconds between two checks of the desks shown online against
+    the registrations bucket."""
     port = free_port()
     fields = {f: getattr(directory, f) for f in Directory.__struct_fields__}
     config = Config(**fields, admin=HttpSettings(listen="127.0.0.1", port=port))
@@ -51,7 +58,7 @@ async def running_presence(
         js=js,
         log=logging.getLogger("presence"),
     )
-    task = asyncio.create_task(serve(ctx))
+    task = asyncio.create_task(serve(ctx, reconcile_every=reconcile_every))
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as client:

@@ -6,7 +6,9 @@
   bus folds (desk status, BLF) on :class:`BusProjectionRunner`, all durable consumers;
 * the admin API and console on uvicorn (``config.admin``);
 * the desk feed behind the Server-Sent Events stream;
-* the auto-logout scheduler and the webhook dispatcher.
+* the auto-logout scheduler and the webhook dispatcher;
+* the reconciliation of desk online state with the registrations bucket (a desk whose
+  bindings lapsed without an ``expired`` event, e.g. its edge died, goes offline).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from .api import AdminDeps, create_app
 from .auth import SessionSigner, first_admin, session_key
 from .autologout import ACTOR, Seat, due, effective_policy
 from .feed import DeskFeed, watch_desks
+from .metrics import PresenceMetrics, projection_name
 from .projections import (
+    PROJECTIONS,
     BlfStates,
     BusProjectionRunner,
     DeskSeats,
@@ -46,6 +50,7 @@ from .projections import (
     UserDirectory,
 )
 from .readmodels import ReadModels, open_bucket
+from .reconcile import DEFAULT_EVERY, RegistrationReconciler
 from .webhooks import DeliveryLog, WebhookDispatcher
 
 log = logging.getLogger(__name__)
@@ -124,10 +129,13 @@ class AutoLogout:
                 await asyncio.wait_for(stopping.wait(), every)
 
 
-async def caught_up(runners: list[Any]) -> None:
-    """Apply everything already in the streams before serving reads."""
+async def caught_up(runners: list[Any], on_caught_up: Callable[[Any], None] | None = None) -> None:
+    """Apply everything already in the streams before serving reads; tell
+    ``on_caught_up`` of each runner as it gets there."""
     for runner in runners:
         await runner.catch_up()
+        if on_caught_up is not None:
+            on_caught_up(runner)
 
 
 async def build(
@@ -172,15 +180,20 @@ async def build(
             BusProjectionRunner(js, BlfStates()),
         ],
         "webhooks": WebhookDispatcher(js, directory, deliveries),
+        "reconciler": RegistrationReconciler(js),
     }
 
 
-async def serve(ctx: ServiceContext) -> None:
-    """Run presence until ``ctx.stopping`` is set."""
+async def serve(ctx: ServiceContext, *, reconcile_every: float = DEFAULT_EVERY) -> None:
+    """Run presence until ``ctx.stopping`` is set; desks shown online are checked
+    against the registrations bucket every ``reconcile_every`` seconds."""
 
     def directory() -> Directory:
         return ctx.directory
 
+    # Named before the first await: /readyz says 503 until each projection has caught
+    # up and the admin API listens.
+    ctx.expect("admin-http", *PROJECTIONS, DeskStatusFold().name, BlfStates().name)
     parts = await build(ctx.js, directory, ctx.config.nats.replicas)
     deps: AdminDeps = parts["deps"]
     deps.secure_cookies = bool(ctx.config.admin.tls_cert)
@@ -197,10 +210,15 @@ async def serve(ctx: ServiceContext) -> None:
         )
     )
     runners = [*parts["ledger_runners"], *parts["bus_runners"]]
+    metrics = PresenceMetrics(ctx.js, parts["ledger_runners"], parts["bus_runners"])
     tasks = [asyncio.create_task(server.serve(), name="presence-http")]
-    await caught_up(runners)
+    ctx.ready_when("admin-http", lambda: server.started)
+    await caught_up(runners, lambda runner: ctx.set_ready(projection_name(runner), True))
     parts["ready"].set()
-    tasks += [asyncio.create_task(r.run(ctx.stopping)) for r in runners]
+    for runner in runners:
+        tasks.append(asyncio.create_task(runner.run(ctx.stopping)))
+        ctx.watch_task(projection_name(runner), tasks[-1])
+    tasks.append(asyncio.create_task(metrics.poller.run(ctx.stopping)))
     tasks.append(
         asyncio.create_task(watch_desks(parts["read"], directory, deps.feed, ctx.stopping))
     )
@@ -210,6 +228,7 @@ async def serve(ctx: ServiceContext) -> None:
         )
     )
     tasks.append(asyncio.create_task(parts["webhooks"].run(ctx.stopping)))
+    tasks.append(asyncio.create_task(parts["reconciler"].run(ctx.stopping, reconcile_every)))
     log.info("presence ready", extra={"port": ctx.config.admin.port})
     await ctx.stopping.wait()
     server.should_exit = True
