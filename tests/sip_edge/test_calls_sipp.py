@@ -5,6 +5,7 @@ at, CANCEL and BYE, over UDP and TCP, NAT and Path."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 from pathlib import Path
@@ -95,6 +96,18 @@ def _phases(running: RunningEdge, party: str) -> list[CallPhase]:
     ]
 
 
+def _received(messages: str) -> list[tuple[str, str]]:
+    """(start line, CSeq) of every message SIPp's message log shows it received."""
+    out = []
+    for block in re.split(r"^-{20,}.*$", messages, flags=re.M):
+        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+        if len(lines) < 2 or "message received" not in lines[0]:
+            continue
+        cseq = next(line for line in lines if line.startswith("CSeq:"))
+        out.append((lines[1], cseq.removeprefix("CSeq:").strip()))
+    return out
+
+
 async def test_idle_desk_may_not_call_an_outside_number(
     js: JetStreamContext, nc: Client, tmp_path: Path
 ) -> None:
@@ -139,22 +152,42 @@ async def test_idle_desk_emergency_call_reaches_the_emergency_trunk(
         ]
 
 
+@pytest.mark.parametrize("transport", ["u1", "t1"])
 async def test_emergency_call_without_emergency_trunk_gets_503(
-    js: JetStreamContext, nc: Client
+    js: JetStreamContext,
+    nc: Client,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    transport: str,
 ) -> None:
-    async with running_edge(js, nc, directory()) as running:
-        phone = Phone(running.port)
-        try:
-            invite = (
-                f"INVITE sip:112@127.0.0.1:{running.port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{phone.port};branch=z9hG4bKe1\r\n"
-                "From: <sip:HD0001@127.0.0.1>;tag=a\r\nTo: <sip:112@127.0.0.1>\r\n"
-                "Call-ID: e1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    # A carrier trunk is there, but none marked for emergencies: 112 must not go out
+    # through it.
+    carrier = free_udp_port()
+    with caplog.at_level(logging.WARNING, logger="hotdesk.sip_edge"):
+        async with running_edge(js, nc, directory(trunk_port=carrier)) as running:
+            warnings = [
+                r.getMessage()
+                for r in caplog.records
+                if r.name == "hotdesk.sip_edge" and r.levelno == logging.WARNING
+            ]
+            assert any(m.startswith("NO EMERGENCY TRUNK CONFIGURED") for m in warnings), warnings
+            result, _ = await _call(
+                running,
+                tmp_path,
+                caller="HD0001",
+                password=DESK_PASSWORD,
+                dialled="112",
+                uac="uac_service_unavailable.xml",
+                uas=None,
+                transport=transport,
             )
-            challenge = await phone.request(invite.encode())
-            assert challenge.status == 407
-        finally:
-            phone.close()
+    assert result.returncode == 0, result.stderr + result.messages
+    # The challenge was answered, and the 503 answers the authenticated INVITE.
+    assert _received(result.messages) == [
+        ("SIP/2.0 407 Proxy Authentication Required", "1 INVITE"),
+        ("SIP/2.0 503 Service Unavailable", "2 INVITE"),
+    ]
+    assert _phases(running, "HD0001") == []
 
 
 async def test_logged_in_desk_calls_as_its_user(
