@@ -12,6 +12,7 @@ import base64
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from .headers import HeaderError, parse_auth, quote
 
 ALGORITHMS = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
 _CANONICAL_ALGORITHMS = {a.upper(): a for a in ALGORITHMS}
+_NC_RE = re.compile(r"[0-9a-fA-F]{8}")
 
 
 class DigestError(ValueError):
@@ -111,7 +113,7 @@ def parse_authorization(value: str) -> DigestResponse:
         if qop.lower() != "auth":
             raise DigestError(f"unsupported qop {qop[:20]!r}")
         nc = params.get("nc", "")
-        if len(nc) != 8 or any(ch not in "0123456789abcdefABCDEF" for ch in nc):
+        if not _NC_RE.fullmatch(nc):
             raise DigestError("qop=auth needs an 8-digit hex nc")
         if not params.get("cnonce"):
             raise DigestError("qop=auth needs a cnonce")
