@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import resource
 import secrets
 import time
@@ -106,6 +107,8 @@ class Step:
     jitter_packets: int
     other_digits: list[str]
     """What the edge heard on calls whose keys were not the PIN and ``#`` (at most 5)."""
+    load_average: float
+    """The machine's 1-minute load average as the step ended (other work included)."""
     cpu_ms_per_login: dict[str, float]
 
     @property
@@ -234,6 +237,7 @@ class Bench:
             jitter_p99_ms=round(bucket_quantile(jitter, 0.99) * 1000, 2),
             jitter_packets=int(jitter[-1][1]) if jitter else 0,
             other_digits=[d for d in self.observed.digits.values() if d != PIN + "#"][:5],
+            load_average=round(os.getloadavg()[0], 2),
             cpu_ms_per_login={
                 **{
                     k: round((cpu_after[k] - cpu_before[k]) * 1000 / per_login, 1)
@@ -258,7 +262,8 @@ def describe(step: Step) -> str:
         f"{step.offered_per_second:g}/s offered: {step.successful}/{step.calls} calls ok, "
         f"{step.logins_in_ledger} in ledger, {step.completed_per_second}/s completed, "
         f"digit->ledger p50 {step.latency_p50_ms} ms p99 {step.latency_p99_ms} ms, "
-        f"jitter p99 {step.jitter_p99_ms} ms, CPU ms/login {step.cpu_ms_per_login}"
+        f"jitter p99 {step.jitter_p99_ms} ms, CPU ms/login {step.cpu_ms_per_login}, "
+        f"load {step.load_average}"
         + (f", other keys heard: {step.other_digits}" if step.other_digits else "")
     )
 
