@@ -80,10 +80,12 @@ async def run_service(
 ) -> int:
     """Run one service until SIGINT/SIGTERM; returns the process exit code.
 
-    With ``telemetry.health_port`` set, ``/healthz``, ``/readyz`` (NATS connected and
-    the service started) and ``/metrics`` are served on that port. With
-    ``own_directory`` (deployments without ``hotdesk up``), this process publishes the
-    directory of its config file and answers reloads (``hotdesk reload``, SIGHUP).
+    With ``telemetry.health_port`` set, ``/healthz``, ``/readyz`` (NATS connected, the
+    directory watched, the service started and every part it named ready; see
+    :class:`~hotdesk_runtime.context.ServiceContext`) and ``/metrics`` are served on
+    that port. With ``own_directory`` (deployments without ``hotdesk up``), this process
+    publishes the directory of its config file and answers reloads (``hotdesk reload``,
+    SIGHUP).
     """
     serve = find_serve(service)
     nc, js = await connect(config, name=f"hotdesk-{service}")
@@ -110,20 +112,13 @@ async def run_service(
     directory_watch = DirectoryWatch(ctx)
     watcher = asyncio.create_task(directory_watch.run())
     started = False
+    ctx.add_check("nats", lambda: nc.is_connected)
+    # Not ready while the directory watch is down: reloads would not reach us.
+    ctx.add_check("directory-watch", lambda: directory_watch.watching)
+    ctx.add_check("service", lambda: started and not ctx.stopping.is_set())
     health: HealthServer | None = None
     if config.telemetry.health_port:
-        # Not ready while the directory watch is down: reloads would not reach us.
-        health = HealthServer(
-            config.telemetry.health_port,
-            lambda: (
-                started
-                and nc.is_connected
-                and directory_watch.watching
-                and ctx.ready
-                and not ctx.stopping.is_set()
-            ),
-            metrics_app,
-        )
+        health = HealthServer(config.telemetry.health_port, ctx.readiness, metrics_app)
         await health.start()
     code = 0
     try:

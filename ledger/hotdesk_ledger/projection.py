@@ -19,7 +19,11 @@ event touches, and how one event changes one key's value (``apply``, pure). The
   meanwhile (a redelivery overlapping a slow batch) the key is re-read and re-folded;
 * after the writes, a checkpoint (``applied_seq`` of the batch) goes to the
   ``hotdesk_projections`` bucket under the projection's name, then the batch is acked
-  (ack policy *all*: acking the last message acks the batch).
+  (ack policy *all*: acking the last message acks the batch);
+* once the server confirmed the ack, ``on_applied`` (if given) is called with the
+  batch's events the projection reads. Across replicas each event reaches it once: a
+  batch whose ack failed is redelivered and reported by whoever applies it then (only
+  an ack the server took but whose confirmation was lost leaves a batch unreported).
 
 :meth:`ProjectionRunner.rebuild` deletes the consumer, the bucket's contents and the
 checkpoint, then replays the ledger from the start, reporting progress to a callback.
@@ -230,6 +234,7 @@ class ProjectionRunner(Generic[T]):
         write_concurrency: int = 256,
         max_write_retries: int = 5,
         fast_pull: bool = True,
+        on_applied: Callable[[Sequence[LedgerEvent]], None] | None = None,
     ) -> None:
         self.js = js
         self.projection = projection
@@ -243,6 +248,8 @@ class ProjectionRunner(Generic[T]):
         self.fast_pull = fast_pull
         """Pull batches over a lean connection of our own (see :mod:`.pull`) where the
         NATS connection allows it (plain TCP, user/password or token)."""
+        self.on_applied = on_applied
+        """Called with each acknowledged batch's events (those the projection reads)."""
         self._raw: RawPull | None = None
         self._nc = client_of(js)
         self.consumer = f"projection-{projection.name}"
@@ -425,6 +432,7 @@ class ProjectionRunner(Generic[T]):
         by_key: dict[str, list[tuple[int, LedgerEvent]]] = {}
         wanted = self._wanted_subjects
         keys_of = self.projection.keys
+        applied: list[LedgerEvent] | None = [] if self.on_applied is not None else None
         for (subject, _, data), seq in zip(msgs, seqs, strict=True):
             relevant = wanted.get(subject)
             if relevant is None:
@@ -443,6 +451,8 @@ class ProjectionRunner(Generic[T]):
                     extra={"projection": self.projection.name, "seq": seq, "error": str(exc)},
                 )
                 continue
+            if applied is not None:
+                applied.append(event)
             for key in keys_of(event):
                 group = by_key.get(key)
                 if group is None:
@@ -465,6 +475,8 @@ class ProjectionRunner(Generic[T]):
         if not ack.startswith("$JS.ACK."):
             raise ProjectionError(f"delivery without a JetStream ack subject: {ack!r}")
         await self._nc.request(ack, b"+ACK", timeout=5.0)
+        if applied and self.on_applied is not None:
+            self.on_applied(applied)
 
     async def _load(self, keys: Iterable[str]) -> None:
         wanted = list(keys)

@@ -1,9 +1,14 @@
 """Health endpoints of one service process: ``/healthz``, ``/readyz`` and ``/metrics``.
 
 Served on ``telemetry.health_port`` (containers use 9090, see the Kubernetes probes):
-``/healthz`` answers 200 while the process runs its loop, ``/readyz`` 200 only while
-the readiness check passes (NATS connected, the service started), ``/metrics`` the
-Prometheus exposition of the process's meters.
+``/healthz`` answers 200 while the process runs its loop (liveness), ``/readyz`` 200
+only while every readiness part is ready and 503 otherwise, naming the parts either
+way (see :mod:`hotdesk_runtime.context`)::
+
+    not ready: blf-watch
+    ready: directory-watch, ivr-router, ledger-follower, nats, service, sip-transports
+
+``/metrics`` is the Prometheus exposition of the process's meters.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import uvicorn
@@ -22,19 +27,28 @@ from starlette.routing import Route
 
 log = logging.getLogger("hotdesk.health")
 
-ReadyCheck = Callable[[], bool]
+Readiness = Callable[[], Mapping[str, bool]]
+"""Every readiness part and whether it is ready (``ServiceContext.readiness``)."""
 
 
-def health_app(ready: ReadyCheck, metrics_app: Any | None = None) -> Starlette:
+def readiness_text(parts: Mapping[str, bool]) -> tuple[int, str]:
+    """The status code and body ``/readyz`` answers for ``parts``."""
+    pending = sorted(part for part, ok in parts.items() if not ok)
+    ready = sorted(part for part, ok in parts.items() if ok)
+    lines = [f"not ready: {', '.join(pending)}"] if pending else []
+    lines.append(f"ready: {', '.join(ready)}" if ready else "ready:")
+    return (503 if pending else 200), "\n".join(lines) + "\n"
+
+
+def health_app(readiness: Readiness, metrics_app: Any | None = None) -> Starlette:
     """The ASGI app with the three endpoints."""
 
     async def healthz(_request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
     async def readyz(_request: Request) -> PlainTextResponse:
-        if ready():
-            return PlainTextResponse("ready\n")
-        return PlainTextResponse("not ready\n", status_code=503)
+        status, text = readiness_text(readiness())
+        return PlainTextResponse(text, status_code=status)
 
     routes: list[Route] = [Route("/healthz", healthz), Route("/readyz", readyz)]
     if metrics_app is not None:
@@ -65,13 +79,13 @@ class HealthServer:
     def __init__(
         self,
         port: int,
-        ready: ReadyCheck,
+        readiness: Readiness,
         metrics_app: Any | None = None,
         *,
         host: str = "0.0.0.0",
     ) -> None:
         config = uvicorn.Config(
-            health_app(ready, metrics_app),
+            health_app(readiness, metrics_app),
             host=host,
             port=port,
             log_level="warning",
