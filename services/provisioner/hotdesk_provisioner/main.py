@@ -63,6 +63,7 @@ from hotdesk_runtime.telemetry import (
 )
 
 from .bus import caught_up, encode_message, follow_desk_ledger, publish_unknown_device
+from .metrics import ProvisionerMetrics
 from .reprovision import (
     Action,
     Confirmed,
@@ -97,6 +98,8 @@ LEDGER_REPLAY_SECONDS = 10.0
 
 TRIGGERS_PART = "reprovision-triggers"
 """The readiness part of the trigger consumer: not ready while its fetches fail."""
+HTTP_PART = "provisioning-http"
+"""The readiness part of the provisioning HTTP server: ready once it listens."""
 
 _command_encoder = msgspec.json.Encoder()
 _registration_decoder = msgspec.json.Decoder(RegistrationChanged)
@@ -151,11 +154,13 @@ class Provisioner:
         self.retry_initial_seconds = 0.5
         """First delay before a failed trigger is redelivered or a failed fetch retried."""
         self.retry_max_seconds = 30.0
+        self.metrics = ProvisionerMetrics(ctx.js, TRIGGER_CONSUMER)
         ctx.on_directory_change(self._directory_changed)
 
     async def run(self) -> None:
         """Serve until ``ctx.stopping`` is set."""
         ctx = self.ctx
+        ctx.expect(TRIGGERS_PART, HTTP_PART)
         settings = ctx.config.provisioning
         state = await open_bucket(ctx.js, streams.PROVISIONER)
         self._store = ReprovisionStore(state, ctx.instance_id)
@@ -200,10 +205,12 @@ class Provisioner:
         consumer = asyncio.create_task(self._consume_triggers(triggers), name=TRIGGERS_PART)
         consumer.add_done_callback(self._triggers_ended)
         workers = [
-            asyncio.create_task(http.serve(), name="provisioning-http"),
+            asyncio.create_task(http.serve(), name=HTTP_PART),
             consumer,
             asyncio.create_task(self._drive(), name="reprovision-timers"),
+            asyncio.create_task(self.metrics.poller.run(ctx.stopping), name="metrics"),
         ]
+        ctx.ready_when(HTTP_PART, lambda: http.started)
         log.info(
             "provisioner running",
             extra={
@@ -678,6 +685,7 @@ class Provisioner:
             ack = await self.ctx.js.publish(subject, encode_message(message), headers=headers)
         if ack.duplicate:
             return
+        self.metrics.outcome(action)
         extra = {
             "desk": action.desk,
             "reprovision_id": action.reprovision_id,
