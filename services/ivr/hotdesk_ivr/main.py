@@ -58,8 +58,12 @@ from hotdesk_runtime.telemetry import (
 )
 
 from . import flows, prompts
+from .metrics import IvrMetrics
 
 QUEUE_GROUP = "hotdesk-ivr"
+READY_PARTS = ("seat-index", "prompts", "dial-queue")
+"""What ``/readyz`` waits for: the seat index caught up, the prompt sets installed, the
+queue subscription for dial events bound at the server."""
 MAX_CALL_SECONDS = 600.0
 """A call whose end we never heard about is dropped after this long."""
 
@@ -460,6 +464,7 @@ class Ivr:
 
 async def serve(ctx: ServiceContext) -> None:
     """Run the IVR until ``ctx.stopping`` is set."""
+    ctx.expect(*READY_PARTS)
     store = EventStore(ctx.js)
     await store.ensure_stream()
     ledger = Ledger(store, ctx.directory.policies)
@@ -468,6 +473,7 @@ async def serve(ctx: ServiceContext) -> None:
     # Logins find the user's seats in memory instead of reading every desk's last event.
     seat_index = SeatIndex(ctx.js)
     await seat_index.start()
+    ctx.ready_when("seat-index", seat_index.caught_up)
     ledger.seat_index = seat_index
     _report_uncheckable(ctx.directory, pepper)
 
@@ -480,9 +486,15 @@ async def serve(ctx: ServiceContext) -> None:
     if ctx.config.prompts_dir:  # extra (e.g. recorded) sets; they win over bundled ids
         roots.append(Path(ctx.config.prompts_dir))
     installed = await prompts.install_bundled(ctx.js, roots=roots)
+    ctx.set_ready("prompts", True)
     ctx.log.info("prompt sets ready", extra={"installed": installed})
     ivr = Ivr(ctx.nc, ledger, lambda: ctx.directory, pin_checker=checker)
     await ivr.start()
+    await ctx.subscriptions_bound()  # dial events reach us from now on
+    ctx.set_ready("dial-queue", True)
+    polling = asyncio.create_task(
+        IvrMetrics(ctx.js, seat_index, lambda: len(ivr.calls)).poller.run(ctx.stopping)
+    )
     await checker.warm()
     # Start-up's objects live as long as the process: keep full collections off them.
     gc.collect()
@@ -490,6 +502,7 @@ async def serve(ctx: ServiceContext) -> None:
     try:
         await ctx.stopping.wait()
     finally:
+        polling.cancel()
         await ivr.close()
         checker.close()
         await seat_index.stop()
