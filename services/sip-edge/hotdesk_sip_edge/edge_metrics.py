@@ -3,16 +3,29 @@
 The hot paths only bump plain :class:`collections.Counter` fields (``transport.stats``,
 ``auth.stats``, ``registrar.stats``); the instruments here are observable, read once
 per collection, so exporting costs the request path nothing.
+
+Two gauges need NATS and are polled (:mod:`hotdesk_runtime.metrics`):
+``hotdesk_sip_registered_aors``, the addresses of record with bindings in the location
+store (the whole system's, the same on every edge: aggregate with ``max``, not
+``sum``), and ``hotdesk_projection_lag{projection="sip-edge-logins"}``, how far the
+ledger follower that routes by who sits where is behind the desk ledger.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from nats.js import JetStreamContext
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from hotdesk_contracts import streams, subjects
+from hotdesk_runtime.metrics import PolledGauge, Poller, follower_lag, projection_lag
+
+from .login_state import LedgerFollower
+
 METER_NAME = "hotdesk.sip_edge"
+LOGINS_PROJECTION = "sip-edge-logins"
 
 
 class EdgeCounters:
@@ -93,4 +106,59 @@ def register_edge_metrics(counters: EdgeCounters, meter: metrics.Meter | None = 
     )
 
 
-__all__ = ["METER_NAME", "EdgeCounters", "register_edge_metrics"]
+_registered: PolledGauge | None = None
+
+
+def registered_aors() -> PolledGauge:
+    """``hotdesk_sip_registered_aors``, created once per process on the global meter."""
+    global _registered
+    if _registered is None:
+        _registered = PolledGauge(
+            "hotdesk_sip_registered_aors",
+            "Addresses of record with bindings in the location store (every edge's)",
+            metrics.get_meter(METER_NAME),
+        )
+    return _registered
+
+
+def location_keys(js: JetStreamContext) -> Callable[[], Awaitable[float]]:
+    """The keys in the registrations bucket: one per AOR with bindings. A key lives as
+    long as its last binding (per-message TTL) and the bucket keeps one message per
+    key, so the stream's message count is the key count."""
+
+    async def probe() -> float:
+        info = await js.stream_info(f"KV_{streams.REGISTRATIONS.bucket}")
+        return float(info.state.messages)
+
+    return probe
+
+
+def edge_gauges(
+    js: JetStreamContext,
+    follower: LedgerFollower,
+    *,
+    registered: PolledGauge | None = None,
+    lag: PolledGauge | None = None,
+    poller: Poller | None = None,
+) -> Poller:
+    """The edge's polled gauges; run the returned poller beside the edge."""
+    poller = poller or Poller()
+    poller.watch(registered or registered_aors(), location_keys(js))
+    poller.watch(
+        lag or projection_lag(),
+        follower_lag(js, streams.LEDGER.name, subjects.LEDGER_DESKS, lambda: follower.applied),
+        projection=LOGINS_PROJECTION,
+        stream=streams.LEDGER.name,
+    )
+    return poller
+
+
+__all__ = [
+    "LOGINS_PROJECTION",
+    "METER_NAME",
+    "EdgeCounters",
+    "edge_gauges",
+    "location_keys",
+    "register_edge_metrics",
+    "registered_aors",
+]

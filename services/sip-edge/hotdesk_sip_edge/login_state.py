@@ -53,6 +53,8 @@ class LedgerFollower:
         self._js = js
         self.logins = logins
         self.caught_up = asyncio.Event()
+        self.applied = 0
+        """The stream sequence of the last ledger message applied (for its lag)."""
         self._sub: object | None = None
 
     async def start(self) -> None:
@@ -68,7 +70,9 @@ class LedgerFollower:
                 self.logins.apply(decode_event(msg.data))
             except Exception:
                 log.warning("undecodable ledger event skipped")
-            if msg.metadata.num_pending == 0:
+            metadata = msg.metadata
+            self.applied = metadata.sequence.stream
+            if metadata.num_pending == 0:
                 self.caught_up.set()
 
         self._sub = await self._js.subscribe(

@@ -16,7 +16,7 @@ from .blf.watch import BlfWatch, expire_subscriptions
 from .blf_notifier import BlfNotifier
 from .checksync import CheckSyncResponder, CheckSyncSender
 from .edge import SipEdge
-from .edge_metrics import EdgeCounters, register_edge_metrics
+from .edge_metrics import EdgeCounters, edge_gauges, register_edge_metrics
 from .ivr_calls import IvrCalls
 from .location import KvLocationStore
 from .login_state import LedgerFollower, LoginMap
@@ -25,6 +25,11 @@ from .media.prompt_store import ObjectStorePromptSource
 from .media.session import MediaAddressError, check_media_address
 
 log = logging.getLogger("hotdesk.sip_edge")
+
+READY_PARTS = ("ledger-follower", "ivr-router", "sip-transports", "check-sync", "blf-watch")
+"""What ``/readyz`` waits for: who sits where replayed from the ledger, the command
+subscriptions bound at the server, the SIP transports listening, the BLF watch past the
+bucket's current values."""
 
 
 async def _logged(name: str, job: Awaitable[None]) -> None:
@@ -41,6 +46,7 @@ async def serve(ctx: ServiceContext) -> None:
     """Start the ledger follower, the location store, the IVR call handling, the
     check-sync responder, the BLF notifier with its KV watch and expiry loop, and the
     SIP transports on ``ctx.config.sip``; stop cleanly when ``ctx.stopping`` is set."""
+    ctx.expect(*READY_PARTS)
     settings = ctx.config.sip
     try:
         check_media_address(settings.advertised_host)
@@ -51,6 +57,7 @@ async def serve(ctx: ServiceContext) -> None:
     logins = LoginMap()
     follower = LedgerFollower(ctx.js, logins)
     await follower.start()
+    ctx.ready_when("ledger-follower", follower.caught_up)
     locations = await KvLocationStore.open(ctx.js)
     prompts = ObjectStorePromptSource(ctx.js)
     router = IvrCommandRouter(ctx.nc, ctx.instance_id)
@@ -121,6 +128,7 @@ async def serve(ctx: ServiceContext) -> None:
     ctx.on_directory_change(directory_changed)
     await router.start()
     await edge.start()
+    ctx.set_ready("sip-transports", True)
     register_edge_metrics(
         EdgeCounters(
             transport=lambda: edge.transport.stats,
@@ -132,28 +140,27 @@ async def serve(ctx: ServiceContext) -> None:
         )
     )
     await checksync.start()
+    await ctx.subscriptions_bound()  # commands for this edge reach it from now on
+    ctx.set_ready("ivr-router", True)
+    ctx.set_ready("check-sync", True)
+    gauges = edge_gauges(ctx.js, follower)
     # What start-up made (directory, codecs, caches) lives as long as the process: out
     # of the collector's sight, a full collection walks only what calls and
     # registrations hold, and pauses the RTP of every call for far less.
     gc.collect()
     gc.freeze()
+    watch = BlfWatch(
+        ctx.js, subscriptions, blf.send, domain=settings.advertised_host, room=blf.room
+    )
+    ctx.ready_when("blf-watch", watch.ready)
     tasks = [
-        asyncio.create_task(
-            _logged(
-                "BLF watch",
-                BlfWatch(
-                    ctx.js,
-                    subscriptions,
-                    blf.send,
-                    domain=settings.advertised_host,
-                    room=blf.room,
-                ).run(ctx.stopping),
-            )
-        ),
+        asyncio.create_task(_logged("BLF watch", watch.run(ctx.stopping))),
         asyncio.create_task(
             _logged("BLF expiry", expire_subscriptions(subscriptions, blf.send, ctx.stopping))
         ),
+        asyncio.create_task(gauges.run(ctx.stopping)),
     ]
+    ctx.watch_task("blf-watch", tasks[0])
     try:
         await ctx.stopping.wait()
     finally:
