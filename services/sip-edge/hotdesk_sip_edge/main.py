@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Awaitable
@@ -15,7 +14,7 @@ from .blf.subscriptions import Subscriptions
 from .blf.watch import BlfWatch, expire_subscriptions
 from .blf_notifier import BlfNotifier
 from .checksync import CheckSyncResponder, CheckSyncSender
-from .edge import SipEdge
+from .edge import SipEdge, tune_garbage_collector
 from .edge_metrics import EdgeCounters, edge_gauges, register_edge_metrics
 from .ivr_calls import IvrCalls
 from .location import KvLocationStore
@@ -146,9 +145,9 @@ async def serve(ctx: ServiceContext) -> None:
     gauges = edge_gauges(ctx.js, follower)
     # What start-up made (directory, codecs, caches) lives as long as the process: out
     # of the collector's sight, a full collection walks only what calls and
-    # registrations hold, and pauses the RTP of every call for far less.
-    gc.collect()
-    gc.freeze()
+    # registrations hold, and pauses the RTP of every call for far less. Collections
+    # also run less often (tune_garbage_collector says why).
+    tune_garbage_collector()
     watch = BlfWatch(
         ctx.js, subscriptions, blf.send, domain=settings.advertised_host, room=blf.room
     )
