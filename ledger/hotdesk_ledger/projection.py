@@ -8,7 +8,9 @@ event touches, and how one event changes one key's value (``apply``, pure). The
   replicas of a service each event is handed to one of them. The consumer takes one
   pull request at a time, and a batch is applied only when nothing before it is
   unapplied (it continues the consumer's ack floor, or it is all that is in flight),
-  so batches are applied in stream order across replicas (see ``_in_order``);
+  so batches are applied in stream order across replicas (see ``_in_order``); of a
+  batch that stays out of order, the part that continues the floor is applied and the
+  rest handed back (negatively acknowledged) to come again with what it waits for;
 * for each batch: decode, group events by key, read each key's stored value (cached
   between batches), fold the key's events in order, and write the key **once** with
   the stream sequence of the last event applied to it (the value is stored as
@@ -167,6 +169,20 @@ def stream_seq(reply: str) -> int:
     if len(tokens) >= 11:
         return int(tokens[7])
     raise ValueError(f"not a JetStream ack subject: {reply!r}")
+
+
+NAK_AFTER_A_MOMENT = b'-NAK {"delay": 200000000}'
+"""A negative acknowledgement asking for redelivery after 0.2 s (the delay in ns)."""
+
+
+def continuing(seqs: Sequence[int], floor: int) -> int:
+    """How many of ``seqs``, from the first, continue the ack ``floor`` without a gap."""
+    count = 0
+    for seq in seqs:
+        if seq != floor + 1 + count:
+            break
+        count += 1
+    return count
 
 
 class ProjectionError(Exception):
@@ -393,17 +409,33 @@ class ProjectionRunner(Generic[T]):
             await asyncio.sleep(0.05)
             return 0
         seqs = [stream_seq(reply) for _, reply, _ in msgs]
-        if not await self._in_order(seqs):
-            log.info(
-                "projection leaves a batch for redelivery behind an earlier one",
-                extra={"projection": self.projection.name, "first_seq": seqs[0]},
-            )
-            return 0
+        in_order, floor = await self._in_order(seqs)
+        if not in_order:
+            # Apply the part that continues the ack floor (acking it acknowledges only
+            # what is applied) and hand the rest back at once. Left to time out, the
+            # pieces of a batch come back at different times, each too short to be
+            # applied alone, for ever: seen after a replica died holding a batch.
+            keep = continuing(seqs, floor)
+            await self._hand_back([reply for _, reply, _ in msgs[keep:]])
+            if not keep:
+                log.info(
+                    "projection hands a batch back to come again after an earlier one",
+                    extra={"projection": self.projection.name, "first_seq": seqs[0]},
+                )
+                return 0
+            msgs, seqs = msgs[:keep], seqs[:keep]
         await self._apply(msgs, seqs)
         return len(msgs)
 
-    async def _in_order(self, seqs: list[int]) -> bool:
-        """Whether a batch may be applied and acked now.
+    async def _hand_back(self, replies: list[str]) -> None:
+        """Negatively acknowledge deliveries: redelivered at the next pull, not after
+        ``ack_wait`` (a short delay keeps a runner from pulling them straight back)."""
+        for reply in replies:
+            if reply.startswith("$JS.ACK."):
+                await self._nc.publish(reply, NAK_AFTER_A_MOMENT)
+
+    async def _in_order(self, seqs: list[int]) -> tuple[bool, int]:
+        """Whether a batch may be applied and acked now, and the ack floor last seen.
 
         Acking with policy "all" acknowledges every earlier delivery too, and a key's
         events must be folded in stream order. So a batch is applied only when nothing
@@ -421,11 +453,11 @@ class ProjectionRunner(Generic[T]):
             info = await self.js.consumer_info(self.stream, self.consumer)
             floor = int(info.ack_floor.stream_seq) if info.ack_floor else 0
             if contiguous and seqs[0] == floor + 1:
-                return True
+                return True, floor
             if int(info.num_ack_pending or 0) <= len(seqs):
-                return True
+                return True, floor
             if loop.time() >= deadline:
-                return False
+                return False, floor
             await asyncio.sleep(0.05)
 
     async def _apply(self, msgs: list[Delivery], seqs: list[int]) -> None:
