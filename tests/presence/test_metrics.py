@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from hotdesk_contracts import streams
 from hotdesk_contracts.commands import LogIn, LogOut, RecordPinFailure
@@ -22,11 +24,14 @@ from hotdesk_contracts.events import (
     LoggedOut,
     LogoutReason,
     PinLockedOut,
+    PinLockoutCleared,
     PinRejected,
     Roamed,
 )
 from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.store import EventStore
+from hotdesk_presence.metrics import LedgerCounters
+from tests.runtime.test_metrics import observed
 from tests.support.natslink import NatsLink
 from tests.support.natsserver import NatsServer, free_port
 from tests.support.service_process import ServiceProcess, hotdesk_run, sample
@@ -142,3 +147,41 @@ async def test_ledger_facts_are_counted_when_the_history_projection_applies_them
     finally:
         await nc.close()
         await link.close()
+
+
+def test_a_batch_is_counted_by_kind_and_reason() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    counters = LedgerCounters(provider.get_meter("test"))
+    fields: dict[str, Any] = {
+        "at": datetime.now(UTC),
+        "cause": Cause(actor="test"),
+        "correlation_id": "c",
+    }
+    counters.count(
+        [
+            LoggedIn(event_id="1", desk="HD0001", user="100", **fields),
+            Roamed(event_id="2", desk="HD0001", from_user="100", user="101", **fields),
+            LoggedOut(
+                event_id="3", desk="HD0001", user="101", reason=LogoutReason.AUTO_IDLE, **fields
+            ),
+            LoggedOut(
+                event_id="4", desk="HD0002", user="102", reason=LogoutReason.AUTO_IDLE, **fields
+            ),
+            PinRejected(event_id="5", user="103", desk="HD0003", failures=1, **fields),
+            PinLockedOut(event_id="6", user="103", desk="HD0003", until=fields["at"], **fields),
+            PinLockoutCleared(event_id="7", user="103", **fields),
+        ]
+    )
+    assert observed(reader, "hotdesk_logins") == {
+        frozenset({("kind", "login")}): 1,
+        frozenset({("kind", "roam")}): 1,
+    }
+    logouts = observed(reader, "hotdesk_logouts")
+    assert logouts[frozenset({("reason", "auto_idle")})] == 2
+    assert logouts[frozenset({("reason", "roamed")})] == 1
+    assert sum(logouts.values()) == 3  # every other reason is there, at 0
+    assert len(logouts) == len(LogoutReason) + 1
+    for name in ("hotdesk_pin_failures", "hotdesk_pin_lockouts", "hotdesk_pin_lockouts_cleared"):
+        assert observed(reader, name) == {frozenset(): 1}
+    provider.shutdown()

@@ -27,6 +27,7 @@ those belong in the ledger, not in a time-series database.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,21 +89,34 @@ class LedgerCounters:
             counter.add(0)
 
     def count(self, events: Sequence[LedgerEvent]) -> None:
-        """Count one acknowledged batch of ledger events."""
+        """Count one acknowledged batch of ledger events.
+
+        Tallied per batch first: one instrument call per label value the batch has,
+        not one per event (a catch-up hands over batches of a thousand)."""
+        logins: Counter[str] = Counter()
+        logouts: Counter[str] = Counter()
+        other: Counter[type[LedgerEvent]] = Counter()
         for event in events:
             if isinstance(event, LoggedIn):
-                self.logins.add(1, {"kind": "login"})
+                logins["login"] += 1
             elif isinstance(event, Roamed):
-                self.logins.add(1, {"kind": "roam"})
-                self.logouts.add(1, {"reason": ROAMED})
+                logins["roam"] += 1
+                logouts[ROAMED] += 1
             elif isinstance(event, LoggedOut):
-                self.logouts.add(1, {"reason": str(event.reason)})
-            elif isinstance(event, PinRejected):
-                self.pin_failures.add(1)
-            elif isinstance(event, PinLockedOut):
-                self.lockouts.add(1)
-            elif isinstance(event, PinLockoutCleared):
-                self.lockouts_cleared.add(1)
+                logouts[str(event.reason)] += 1
+            else:
+                other[type(event)] += 1
+        for kind, n in logins.items():
+            self.logins.add(n, {"kind": kind})
+        for reason, n in logouts.items():
+            self.logouts.add(n, {"reason": reason})
+        for kind_of_event, counter in (
+            (PinRejected, self.pin_failures),
+            (PinLockedOut, self.lockouts),
+            (PinLockoutCleared, self.lockouts_cleared),
+        ):
+            if other[kind_of_event]:
+                counter.add(other[kind_of_event])
 
 
 def projection_name(runner: ProjectionRunner[Any] | BusProjectionRunner[Any, Any]) -> str:
