@@ -111,3 +111,19 @@ async def test_an_unanswered_notify_times_out_with_timer_f_among_many_answered_o
             assert all(tx.state is State.TERMINATED for tx in answered)  # Timer K is shorter
         finally:
             phone.close()
+
+
+async def test_the_answer_to_the_edges_own_request_is_taken_at_once_without_a_task(
+    js: JetStreamContext, nc: Client
+) -> None:
+    async with running_edge(js, nc, directory()) as running:
+        phone = ("127.0.0.1", 9)  # never sent to: the answer is handed in directly
+        branch = "z9hG4bKinstant"
+        data = _notify(running.port, phone[1], branch)
+        tx = AwaitedTransaction(data, "NOTIFY", time.time(), reliable=False)
+        running.edge.track(branch, tx, Source("UDP", *phone))
+        tasks = len(asyncio.all_tasks())
+        running.edge.transport.datagram(_ok(data), phone)
+        assert tx.final.done()
+        assert tx.final.result() == 200
+        assert len(asyncio.all_tasks()) == tasks

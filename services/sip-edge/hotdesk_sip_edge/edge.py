@@ -368,7 +368,11 @@ class SipEdge:
             return self._on_response(message, source)
         return self._on_request(message, source)
 
-    async def _on_response(self, message: SipResponse, source: Source) -> None:
+    def _on_response(self, message: SipResponse, source: Source) -> Awaitable[None] | None:
+        """Feed a response to its client transaction, and hand it to the proxy (the rest
+        of the work, for a task) when the proxy relayed the request. Answers to the
+        edge's own requests (BLF and check-sync NOTIFYs, the IVR's BYEs) end here at
+        once: a BLF fan-out brings back a thousand of them."""
         assert self.proxy is not None
         branch = ""
         with contextlib.suppress(HeaderError, IndexError):
@@ -376,17 +380,17 @@ class SipEdge:
             if message.cseq.method == "CANCEL":
                 # The answer to a CANCEL the edge sent is hop-by-hop (RFC 3261
                 # §16.10): it shares the INVITE's branch but not its transaction.
-                return
+                return None
         entry = self._client_tx.get(branch)
         if entry is not None:
             now = self._clock()
             fresh = entry[0].receive(message.status, now)
             self._schedule(branch, entry[0], now)
-            if not fresh:
-                if message.status >= 200 and entry[0].invite and message.status < 300:
-                    await self.proxy.response(message, source)  # 2xx retransmissions pass
-                return
-        await self.proxy.response(message, source)
+            if not fresh and not (entry[0].invite and 200 <= message.status < 300):
+                return None  # only 2xx retransmissions pass (RFC 3261 §17.1.1.2)
+        if branch not in self.proxy.forwarded:
+            return None  # no request the proxy relayed: nothing to relay back
+        return self.proxy.response(message, source)
 
     def _stamp_via(self, request: SipRequest, source: Source) -> Via:
         """RFC 3261 §18.2.1 / RFC 3581 §4: record where the request really came from."""
