@@ -164,8 +164,12 @@ async def ivr(nc: Client, js: JetStreamContext) -> AsyncIterator[None]:
 
 
 async def wait_ivr_ready(nc: Client) -> None:
+    """Until every IVR started here says it is ready (prompts installed, the dial
+    queue subscribed and bound at the server), as its ``/readyz`` would."""
+    async with asyncio.timeout(60):
+        while not all(ctx.readiness() and ctx.ready for ctx, _ in RUNNING):
+            await asyncio.sleep(0.01)
     await nc.flush()
-    await asyncio.sleep(0.3)  # serve() has installed prompts and subscribed
 
 
 _calls = 0
