@@ -262,7 +262,11 @@ async def running_system(
             contexts.append(provisioner_ctx)
             tasks.append(asyncio.create_task(provisioner_main.serve(provisioner_ctx)))
             await _http_answers(cfg.provisioning.port)
-        await asyncio.sleep(0.2)  # the IVR's subscriptions are in place
+        # Every service says it is ready (the IVR's dial queue and the edge's ledger
+        # follower bound, the projections running), as its /readyz would.
+        async with asyncio.timeout(60):
+            while not all(ctx.readiness() and ctx.ready for ctx in contexts):
+                await asyncio.sleep(0.02)
         yield System(port, cfg, js)
     finally:
         for ctx in reversed(contexts):
