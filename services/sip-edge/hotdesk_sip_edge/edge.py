@@ -271,7 +271,7 @@ class SipEdge:
         if emergency_trunk(self._directory()) is None:
             log.warning(
                 "NO EMERGENCY TRUNK CONFIGURED: calls to emergency numbers will fail with 503; "
-                "add a [[directory.trunks]] entry with emergency = true"
+                "add a [[trunks]] entry with emergency = true"
             )
         self._timer_task = asyncio.get_running_loop().create_task(self._timers())
         log.info("sip edge listening", extra={"host": self.host, "port": self.port})
