@@ -188,6 +188,12 @@ def test_prod_is_highly_available() -> None:
     assert sip["spec"]["externalTrafficPolicy"] == "Local"
     assert {p["protocol"] for p in sip["spec"]["ports"]} == {"UDP", "TCP"}
     assert any(d["kind"] == "NetworkPolicy" for d in docs)
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    # Phones outside the cluster fetch their files; the console stays behind an Ingress.
+    provisioning = services["provisioning"]["spec"]
+    assert provisioning["type"] == "LoadBalancer"
+    assert provisioning["externalTrafficPolicy"] == "Local"
+    assert services["admin"]["spec"].get("type", "ClusterIP") == "ClusterIP"
 
 
 def test_dev_runs_one_of_everything() -> None:
