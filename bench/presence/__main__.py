@@ -181,7 +181,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
         )
     ax.tick_params(axis="x", labelsize=8)
     ax.set_ylabel("events / s")
-    ax.set_title(f"rebuild from {int(r['fill']['events']):,} ledger events")
+    earlier = f" (run of {r['measured_in_run_of'][:10]})" if "measured_in_run_of" in r else ""
+    ax.set_title(f"rebuild from {int(r['fill']['events']):,} ledger events{earlier}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
