@@ -47,7 +47,9 @@ RATES = [
     250,
     500,
     1000,
+    1500,
     2000,
+    2500,
     3000,
     4000,
     5000,
@@ -172,12 +174,13 @@ def one_step(c: Climb, users_csv: Path, rate: int, step_seconds: float, label: s
         run,
         cpu_seconds(registrar.pids()) - before,
         cpu_seconds(registrar.helper_pids()) - helpers_before,
+        round(os.getloadavg()[0], 2),
     )
     print(
         f"  {label:24} {rate:6d}/s offered {step.achieved_rate:8.0f}/s done  "
         f"failed {step.failed:5d}/{step.calls:<6d} p99 {step.p99_ms:5.0f} ms  "
         f"cpu {step.cpu_us_per_register:6.1f} us/REGISTER  "
-        f"sipp cpu {step.generator_cpu_seconds:4.1f} s"
+        f"sipp cpu {step.generator_cpu_seconds:4.1f} s  load {step.load_average:4.1f}"
         + ("" if step.holds else "  <- does not hold")
         + ("  (SIPp busy: generator-bound)" if step.generator_bound else ""),
         flush=True,
@@ -302,6 +305,7 @@ def main(argv: list[str]) -> int:
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "kamailio": _kamailio_version(),
             "sipp": _version(["sipp", "-v"]),
         },

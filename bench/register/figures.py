@@ -40,6 +40,9 @@ class Step:
     helper_cpu_us_per_register: float
     generator_cpu_seconds: float
     wall_seconds: float
+    load_average: float = 0.0
+    """The machine's 1-minute load average as the step ended: the figures come from a
+    machine shared with other work, and a busy moment shows here."""
 
     @property
     def failure_ratio(self) -> float:
@@ -70,7 +73,13 @@ class Step:
         return out
 
 
-def step_from_run(rate: int, run: StepRun, cpu_seconds: float, helper_cpu_seconds: float) -> Step:
+def step_from_run(
+    rate: int,
+    run: StepRun,
+    cpu_seconds: float,
+    helper_cpu_seconds: float,
+    load_average: float = 0.0,
+) -> Step:
     """Combine SIPp's view of a step with the CPU the registrar spent meanwhile."""
     counts, delays = run.counts, run.delays
     span = delays.last_completion_ms / 1000
@@ -89,6 +98,7 @@ def step_from_run(rate: int, run: StepRun, cpu_seconds: float, helper_cpu_second
         helper_cpu_us_per_register=1e6 * helper_cpu_seconds / done if done else math.nan,
         generator_cpu_seconds=run.generator_cpu_seconds,
         wall_seconds=run.wall_seconds,
+        load_average=load_average,
     )
 
 
