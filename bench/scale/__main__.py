@@ -51,7 +51,8 @@ RATE = 8.0
 SECONDS = 45.0
 WARM_UP_SECONDS = 10.0
 POOLS = 3
-"""Desk pools: one per edge's load, and one for the desks that move off a killed edge."""
+"""Desk pools: one per SIPp load (two per phase), and one for the desks that move off a
+killed edge."""
 PIN_PROFILE = (
     "PIN hashes as `hotdesk hash-pin` makes them: HMAC-SHA256 under pins.pepper, then "
     "argon2id m=4 MiB, t=1, p=1 (the logins benchmark's peppered-pin-profile)"
@@ -92,6 +93,12 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             f"{'equal the ledger' if kill['read_models_converged'] else 'DIFFER'} after "
             f"{kill['convergence_seconds']} s"
         )
+        window = kill.get("failed_calls_started_s")
+        if window:
+            lines.append(
+                f"kill: calls turned away (spoken or SIP error) started {window[0]:g} s to "
+                f"{window[1]:g} s after it"
+            )
     one, two = phases.get("one-of-each"), phases.get("two-of-each")
     if one and two and one["completed_per_second"]:
         ratio = two["completed_per_second"] / one["completed_per_second"]
@@ -100,7 +107,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    pool = max(10, math.ceil(args.rate * CALL_SECONDS_BOUND))
+    # Per pool: what one of the two loads (half the rate) needs so no desk has two calls.
+    pool = max(10, math.ceil(args.rate / (POOLS - 1) * CALL_SECONDS_BOUND))
     desks = desk_credentials(pool * POOLS)
     users = [str(40000 + n) for n in range(2 * len(desks))]
     pepper = secrets.token_hex(16)
@@ -127,8 +135,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "scenario": "per call: REGISTER (401) + INVITE *77*<ext>* (407) + RFC 2833 PIN "
             "and # replayed by SIPp, 300 ms apart; the edge's BYE after the confirmation; "
             "check-sync NOTIFYs answered 200 by the desk",
-            "load": "SIPp at a fixed rate per edge (the offered rate split evenly over the "
-            "live edges), each edge's desks its own; a killed edge's desks move to the other",
+            "load": "two SIPp processes at half the offered rate each, each with desks of its "
+            "own, both on the one edge or one per edge; a killed edge's desks move to the other",
             "pin_hashes": PIN_PROFILE,
             "pin_check_cpu_ms": round(pin_check_ms, 1),
             "offered_per_second": args.rate,

@@ -1,12 +1,13 @@
 """Load phases against a :class:`~bench.scale.system.ScaleSystem`, and what became of
 every call.
 
-A phase offers logins at a fixed rate, split evenly over the live edges (one
-:class:`~bench.scale.load.SippLoad` per edge, each with desks of its own), for a fixed
-time. In a kill phase, one NATS node (the ledger stream's leader) and one instance of
-every service (one of them an edge) are SIGKILLed at ``kill_at`` seconds; the dead
-edge's load stops placing calls and the rest of its share goes to a live edge, as
-phones move to the server that still answers.
+A phase offers logins at a fixed rate for a fixed time: two
+:class:`~bench.scale.load.SippLoad` processes at half the rate each, each with desks of
+its own, spread over the live edges (both on the one edge, or one per edge). In a kill
+phase, one NATS node (the ledger stream's leader) and one instance of every service
+(one of them an edge) are SIGKILLed at ``kill_at`` seconds; the dead edge's load stops
+placing calls and the rest of its share goes to a live edge, as phones move to the
+server that still answers.
 
 Every call SIPp placed ends in one of these :data:`OUTCOMES`:
 
@@ -103,6 +104,9 @@ class PhaseResult:
     (the instance died, or the append's answer was lost, after the write)."""
     completed_per_second: float = 0.0
     completed_after_kill: int = 0
+    failed_calls_started_s: list[float] = field(default_factory=list)
+    """First and last start of a call that failed (spoken or SIP error), in seconds
+    after the kill: the window callers were turned away in."""
     latency_p50_ms: float = math.nan
     latency_p99_ms: float = math.nan
     cpu_ms_per_login: dict[str, float] = field(default_factory=dict)
@@ -211,11 +215,14 @@ class ScaleRun:
             for i in range(pools)
         ]
         self.next_call = [0] * pools
+        self.loads = pools - 1
+        """SIPp loads per phase, one per desk pool but the last."""
         self.observer_node = ""
 
     def desks_needed(self, rate: float) -> int:
-        """Desks one pool needs so that no desk has two calls at once at ``rate``/s."""
-        return math.ceil(rate * CALL_SECONDS_BOUND)
+        """Desks each pool needs so that no desk has two calls at once when ``rate``
+        logins/s are offered."""
+        return math.ceil(rate / self.loads * CALL_SECONDS_BOUND)
 
     async def _plan(self, pool: int, count: int) -> list[Login]:
         desks, users = self.pools[pool]
@@ -255,29 +262,35 @@ class ScaleRun:
         edges = self.system.edges
         if not edges:
             raise RuntimeError("no live edge")
-        if len(edges) > len(self.pools) - (1 if kill_at is not None else 0):
-            raise RuntimeError("more edges than desk pools")
+        if kill_at is not None and len(edges) < 2:
+            raise RuntimeError("a kill phase needs a second edge to move the desks to")
         result = PhaseResult(
             name=name,
             instances={s: len(self.system.of(s)) for s in SERVICES},
             offered_per_second=rate,
             seconds=seconds,
         )
-        share = rate / len(edges)
-        loads = [
-            await self._load(f"{name}-{edge.name}", i, edge, share, seconds)
-            for i, edge in enumerate(edges)
-        ]
-        edge_of_load = {load.name: edge for load, edge in zip(loads, edges, strict=True)}
+        # One SIPp per desk pool but the last (kept for the desks that move), spread
+        # over the live edges: the same loads whether one edge takes them or two.
+        share = rate / self.loads
+        loads: list[SippLoad] = []
+        edge_of_load: dict[str, Instance] = {}
+        for i in range(self.loads):
+            edge = edges[i % len(edges)]
+            load = await self._load(f"{name}-{i + 1}-on-{edge.name}", i, edge, share, seconds)
+            loads.append(load)
+            edge_of_load[load.name] = edge
         moved: SippLoad | None = None
+        victim_edge = edges[-1]
         if kill_at is not None:
             # Planned before the kill: the ledger is read while it has its leader.
             survivor = edges[0]
+            on_victim = sum(1 for load in loads if edge_of_load[load.name] is victim_edge)
             moved = await self._load(
                 f"{name}-moved-to-{survivor.name}",
                 len(self.pools) - 1,
                 survivor,
-                share,
+                share * on_victim,
                 seconds - kill_at,
             )
             edge_of_load[moved.name] = survivor
@@ -287,10 +300,11 @@ class ScaleRun:
             await load.start()
         if kill_at is not None and moved is not None:
             await asyncio.sleep(max(0.0, started + kill_at - time.monotonic()))
-            victim_edge = edges[-1]
             # Its phones stop calling it as it dies (they would find it gone) and call
             # the edge that still answers instead.
-            next(load for load in loads if edge_of_load[load.name] is victim_edge).stop_placing()
+            for load in loads:
+                if edge_of_load[load.name] is victim_edge:
+                    load.stop_placing()
             result.kill = await self._kill_one_of_everything(victim_edge)
             await moved.start()
             loads.append(moved)
@@ -333,6 +347,7 @@ class ScaleRun:
         """Fill in the outcomes, lost logins and problems; the completed calls' ids."""
         outcomes: Counter[str] = Counter({o: 0 for o in OUTCOMES})
         heard: Counter[str] = Counter()
+        failed_starts: list[float] = []
         completed: list[str] = []
         kill_epoch = result.kill.at_epoch if result.kill else None
         for load in loads:
@@ -345,6 +360,7 @@ class ScaleRun:
                 outcomes[outcome] += 1
                 if outcome in ("spoken_error", "sip_error"):
                     heard[" + ".join(said) or "?"] += 1
+                    failed_starts.append(seen.started)
                 result.calls += 1
                 call = CallResult(
                     call_id, load.name, edge.sip_port, outcome, said, logins, seen.started
@@ -360,6 +376,11 @@ class ScaleRun:
                     result.problems.append(call)
         result.outcomes = dict(outcomes)
         result.heard = dict(heard.most_common())
+        if kill_epoch is not None and failed_starts:
+            result.failed_calls_started_s = [
+                round(min(failed_starts) - kill_epoch, 1),
+                round(max(failed_starts) - kill_epoch, 1),
+            ]
         return completed
 
     async def _kill_one_of_everything(self, edge: Instance) -> Kill:

@@ -30,7 +30,7 @@ async def test_logins_survive_losing_a_nats_node_and_one_instance_of_every_servi
         running(tmp_path / "system", desks, users, pin_hash, pepper=pepper, instances=2) as system,
         observed(system, tmp_path, desks, users) as run,
     ):
-        assert all(run.desks_needed(RATE / 2) <= len(pool[0]) for pool in run.pools)
+        assert all(run.desks_needed(RATE) <= len(pool[0]) for pool in run.pools)
         result = await run.phase("kill", RATE, SECONDS, kill_at=KILL_AT)
         report = json.dumps(result.as_json(), indent=1, default=str)
         logs = "\n".join(f"== {i.name}\n{i.log_tail(800)}" for i in system.instances)
