@@ -185,9 +185,7 @@ def test_unknown_user_and_wrong_password_are_alike_under_each_algorithm(algorith
     assert verdicts[0].verdict is Verdict.FORBIDDEN
 
 
-@pytest.mark.parametrize(
-    "algorithms", [(), ("SHA-512",), ("MD5", "MD5"), ("MD5-sess",)], ids=repr
-)
+@pytest.mark.parametrize("algorithms", [(), ("SHA-512",), ("MD5", "MD5"), ("MD5-sess",)], ids=repr)
 def test_unusable_algorithm_lists_are_refused_at_construction(algorithms: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="algorithm"):
         _auth(algorithms=algorithms)
