@@ -1,4 +1,8 @@
-"""Run every benchmark (or the ones named): ``python -m bench [ledger register ...]``."""
+"""Run every benchmark (or the ones named): ``python -m bench [ledger register ...]``.
+
+Options after one name go to that benchmark (``python -m bench register --rates 500
+1000``); options with several names, or none, are refused rather than ignored.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,19 @@ import importlib
 import sys
 import time
 
-ALL = ["ledger", "register", "logins", "provision", "presence", "scale"]
+ALL = ["ledger", "register", "logins", "provision", "presence", "scale", "tracing"]
 
 
 def main(argv: list[str]) -> int:
-    names = argv or ALL
+    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    names, options = argv[:first_option] or ALL, argv[first_option:]
+    if options and len(names) != 1:
+        print("options go to one benchmark: python -m bench NAME [options]", file=sys.stderr)
+        return 2
+    unknown = [name for name in names if name not in ALL]
+    if unknown:
+        print(f"no such benchmark: {', '.join(unknown)} (known: {' '.join(ALL)})", file=sys.stderr)
+        return 2
     failed = []
     for name in names:
         try:
@@ -21,7 +33,7 @@ def main(argv: list[str]) -> int:
             continue
         print(f"== {name}", flush=True)
         started = time.monotonic()
-        rc = module.main([])
+        rc = module.main(options)
         print(f"== {name}: exit {rc} after {time.monotonic() - started:.0f}s", flush=True)
         if rc:
             failed.append(name)
