@@ -47,8 +47,9 @@ from nats.js import JetStreamContext
 from bench.logins.figures import completion_rate, quantile
 from bench.logins.scenario import Login, plan
 from hotdesk_contracts import streams
+from hotdesk_contracts.events import LedgerEvent, LoggedIn, LoggedOut, Roamed
 
-from .audit import LedgerAudit, audit_ledger, converged, read_ledger
+from .audit import LedgerAudit, Stored, audit_ledger, converged, read_ledger
 from .load import CallSeen, SippLoad
 from .observe import CallTrace, Observer
 from .system import SERVICES, Instance, ScaleSystem
@@ -98,7 +99,12 @@ class PhaseResult:
     heard: dict[str, int] = field(default_factory=dict)
     """What the calls that did not complete were told last (prompt ids, "SIP 503"...)."""
     lost: list[str] = field(default_factory=list)
-    """Completed calls whose login is not in the ledger."""
+    """Completed calls whose login is not in the ledger (neither an event of theirs nor
+    the user already sitting at the desk)."""
+    completed_already_seated: int = 0
+    """Completed calls that logged in the user who already sat there: the ledger takes
+    that as done and appends nothing (a desk's earlier call failed, so the plan's
+    alternation of its two users was off by one)."""
     logins_in_ledger_not_confirmed: int = 0
     """Calls whose login is in the ledger although the caller did not hear it confirmed
     (the instance died, or the append's answer was lost, after the write)."""
@@ -155,6 +161,17 @@ def classify(
     ):
         return "died_with_edge", said
     return "unclean", said
+
+
+def _already_seated(seatings: list[tuple[float, LedgerEvent]], user: str, before: float) -> bool:
+    """Whether the desk's last seating event before wall-clock time ``before`` seated
+    ``user`` (``seatings`` in stream order, with their event times)."""
+    last: LedgerEvent | None = None
+    for at, event in seatings:
+        if at > before:
+            break
+        last = event
+    return isinstance(last, LoggedIn | Roamed) and last.user == user
 
 
 async def _stepdown_away_from(nc: Client, js: JetStreamContext, stream: str, keep: str) -> str:
@@ -320,7 +337,7 @@ class ScaleRun:
         result.read_models_converged = not differences
         result.convergence_seconds = round(waited, 1)
         result.read_model_differences = differences[:20]
-        completed = self._judge(result, loads, edge_of_load, audit)
+        completed = self._judge(result, loads, edge_of_load, audit, stored)
         traces = [self.observer.calls[c] for c in completed if c in self.observer.calls]
         arrivals = [t.login_at for t in traces if t.login_at]
         result.completed_per_second = round(completion_rate(arrivals), 2)
@@ -343,8 +360,13 @@ class ScaleRun:
         loads: list[SippLoad],
         edge_of_load: dict[str, Instance],
         audit: LedgerAudit,
+        stored: list[Stored],
     ) -> list[str]:
         """Fill in the outcomes, lost logins and problems; the completed calls' ids."""
+        seatings: dict[str, list[tuple[float, LedgerEvent]]] = {}
+        for s in stored:
+            if isinstance(s.event, LoggedIn | Roamed | LoggedOut):
+                seatings.setdefault(s.event.desk, []).append((s.event.at.timestamp(), s.event))
         outcomes: Counter[str] = Counter({o: 0 for o in OUTCOMES})
         heard: Counter[str] = Counter()
         failed_starts: list[float] = []
@@ -367,7 +389,13 @@ class ScaleRun:
                 )
                 if outcome == "completed":
                     completed.append(call_id)
-                    if logins != 1:
+                    if (
+                        logins == 0
+                        and trace is not None
+                        and _already_seated(seatings.get(trace.desk, []), trace.user, seen.ended)
+                    ):
+                        result.completed_already_seated += 1
+                    elif logins != 1:
                         result.lost.append(call_id)
                         result.problems.append(call)
                 elif logins:
