@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
+from pydantic import Field as PydanticField
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hotdesk_contracts.commands import ClearPinLockout, LedgerCommand, LogOut
@@ -38,6 +39,14 @@ from .auth import (
     check_token,
 )
 from .feed import DeskFeed
+from .history_pages import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    HistoryCursorError,
+    HistoryPages,
+    parse_before,
+    parse_limit,
+)
 from .projections import desk_key, user_key
 from .readmodels import ReadModels
 from .views import desk_view, desk_views, filter_desks, user_views
@@ -76,6 +85,8 @@ class AdminDeps:
     """Mark cookies ``Secure`` (when served over HTTPS)."""
     keepalive_seconds: float = 15.0
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    history: HistoryPages | None = None
+    """History pages; by default the read model, then the ledger, on ``read``'s NATS."""
 
     def admins(self) -> list[AdminUser]:
         """The admins who may sign in: the directory's, or the generated first one."""
@@ -116,6 +127,67 @@ def problem_response(
 
 def _json(value: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status, media_type="application/json")
+
+
+class HistoryEntryDoc(BaseModel):
+    """One ledger event of a history (``HistoryEntry``)."""
+
+    seq: int = PydanticField(description="the event's ledger stream sequence")
+    at: datetime
+    type: str = PydanticField(description="LoggedIn, LoggedOut, Roamed, PinRejected, ...")
+    desk: str
+    user: str
+    actor: str = PydanticField(description="who caused it: user:100, admin:alice, system:...")
+    reason: str = PydanticField("", description="a logout's reason")
+    from_user: str = PydanticField("", description="a roam's previous user")
+    until: datetime | None = PydanticField(None, description="a PIN lockout's end")
+    call_id: str = ""
+
+
+class HistoryPageDoc(BaseModel):
+    """One page of a desk's or user's history, newest first."""
+
+    desk: str | None = PydanticField(None, description="the desk (desk histories)")
+    user: str | None = PydanticField(None, description="the extension (user histories)")
+    entries: list[HistoryEntryDoc]
+    next_before: int | None = PydanticField(
+        description="the cursor of the next, older page (its ``before``); null on the last page"
+    )
+    next: str | None = PydanticField(
+        description='the next page\'s URL (also sent as a ``Link: <...>; rel="next"`` header)'
+    )
+
+
+_HISTORY_PAGING = (
+    "Pages: the first page (no ``before``) comes from the history read model; follow"
+    " ``next`` (or pass ``before=<next_before>``) for older events, read from the"
+    " ledger stream, until ``next`` is null. Every event the ledger holds is reachable."
+    " A page may hold fewer than ``limit`` entries and still have a ``next`` when it"
+    " stopped after examining its share of a large ledger."
+)
+Before = Annotated[
+    str | None,
+    Query(
+        description=(
+            "cursor: only events with a ledger sequence below this (a previous page's"
+            " ``next_before``); a whole number of 1 or more, else 400"
+        ),
+        examples=["1234"],
+    ),
+]
+Limit = Annotated[
+    str | None,
+    Query(
+        description=f"entries per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}); else 400",
+        examples=[str(DEFAULT_LIMIT)],
+    ),
+]
+_PROBLEM_400: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "a bad ``before`` or ``limit``",
+        "content": {PROBLEM: {"schema": {"type": "object"}}},
+    }
+}
 
 
 class Login(BaseModel):
@@ -294,12 +366,43 @@ def create_app(deps: AdminDeps) -> FastAPI:
             )
         )
 
-    @app.get("/api/v1/desks/{desk}/history", tags=["desks"])
-    async def desk_history(desk: DeskPath, who: Who) -> Response:
-        """The desk's recent ledger events, newest first, with reasons and actors."""
+    pages = deps.history or HistoryPages(deps.read.js, deps.read)
+
+    async def history_page(
+        request: Request, owner: dict[str, str], key: str, before: str | None, limit: str | None
+    ) -> Response:
+        try:
+            size = parse_limit(limit)
+            page = await pages.page(key, parse_before(before), size)
+        except HistoryCursorError as exc:
+            raise Problem(400, "Bad Request", str(exc)) from exc
+        link = (
+            None
+            if page.next_before is None
+            else f"{request.url.path}?before={page.next_before}&limit={size}"
+        )
+        body = {**owner, "entries": page.entries, "next_before": page.next_before, "next": link}
+        response = _json(body)
+        if link is not None:
+            response.headers["Link"] = f'<{link}>; rel="next"'
+        return response
+
+    @app.get(
+        "/api/v1/desks/{desk}/history",
+        tags=["desks"],
+        response_model=HistoryPageDoc,
+        responses=_PROBLEM_400,
+        description=(
+            "Every ledger event at the desk, newest first, with reasons and actors. "
+            + _HISTORY_PAGING
+        ),
+    )
+    async def desk_history(
+        desk: DeskPath, who: Who, request: Request, before: Before = None, limit: Limit = None
+    ) -> Response:
+        """A desk's history, one page."""
         known_desk(desk)
-        log = await deps.read.history(desk_key(desk))
-        return _json({"desk": desk, "entries": list(reversed(log.entries))})
+        return await history_page(request, {"desk": desk}, desk_key(desk), before, limit)
 
     @app.post("/api/v1/desks/{desk}/logout", tags=["desks"])
     async def force_logout(
@@ -344,12 +447,22 @@ def create_app(deps: AdminDeps) -> FastAPI:
         rows = user_views(deps.directory(), await deps.read.users(), deps.clock())
         return _json(next(r for r in rows if r.user == ext))
 
-    @app.get("/api/v1/users/{ext}/history", tags=["users"])
-    async def user_history(ext: ExtPath, who: Who) -> Response:
-        """The user's recent ledger events, newest first."""
+    @app.get(
+        "/api/v1/users/{ext}/history",
+        tags=["users"],
+        response_model=HistoryPageDoc,
+        responses=_PROBLEM_400,
+        description=(
+            "Every ledger event of the user (logins, logouts, roams from and to them, PIN"
+            " events), newest first, with reasons and actors. " + _HISTORY_PAGING
+        ),
+    )
+    async def user_history(
+        ext: ExtPath, who: Who, request: Request, before: Before = None, limit: Limit = None
+    ) -> Response:
+        """A user's history, one page."""
         known_user(ext)
-        log = await deps.read.history(user_key(ext))
-        return _json({"user": ext, "entries": list(reversed(log.entries))})
+        return await history_page(request, {"user": ext}, user_key(ext), before, limit)
 
     @app.post("/api/v1/users/{ext}/lockout/clear", tags=["users"])
     async def clear_lockout(ext: ExtPath, who: Actor) -> Response:

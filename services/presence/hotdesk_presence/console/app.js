@@ -113,23 +113,47 @@ async function logout(d) {
   }
 }
 
+function historyItem(e) {
+  const li = document.createElement("li");
+  const what = e.type === "LoggedIn" ? `${e.user} logged in`
+    : e.type === "LoggedOut" ? `${e.user} logged out (${e.reason.replace(/_/g, " ")})`
+    : e.type === "Roamed" ? `${e.from_user} → ${e.user}`
+    : `${e.type} ${e.user}`;
+  li.textContent = `${fmtTime(e.at)} — ${what} — by ${e.actor}`;
+  return li;
+}
+
+// The history comes in pages, newest first; "Older" follows the page's `next` link.
+let historyNext = null;
+
+function showHistoryPage(data) {
+  const list = $("history-list");
+  data.entries.forEach((e) => list.appendChild(historyItem(e)));
+  if (!list.children.length) list.innerHTML = "<li>No events yet.</li>";
+  historyNext = data.next;
+  $("history-older").hidden = !historyNext;
+}
+
 async function showHistory(desk) {
   const data = await call("GET", `/desks/${encodeURIComponent(desk)}/history`);
   $("history-desk").textContent = desk;
-  const list = $("history-list");
-  list.replaceChildren();
-  for (const e of data.entries) {
-    const li = document.createElement("li");
-    const what = e.type === "LoggedIn" ? `${e.user} logged in`
-      : e.type === "LoggedOut" ? `${e.user} logged out (${e.reason.replace(/_/g, " ")})`
-      : e.type === "Roamed" ? `${e.from_user} → ${e.user}`
-      : `${e.type} ${e.user}`;
-    li.textContent = `${fmtTime(e.at)} — ${what} — by ${e.actor}`;
-    list.appendChild(li);
-  }
-  if (!data.entries.length) list.innerHTML = "<li>No events yet.</li>";
+  $("history-list").replaceChildren();
+  showHistoryPage(data);
   $("history").hidden = false;
   $("history").scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+async function olderHistory() {
+  if (!historyNext || !historyNext.startsWith(api + "/")) return;
+  $("history-older").disabled = true;
+  try {
+    showHistoryPage(await call("GET", historyNext.slice(api.length)));
+  } catch (e) {
+    if (e.status === 401) { start(); return; }
+    $("action-error").textContent = `history: ${e.message}`;
+  } finally {
+    $("history-older").disabled = false;
+  }
 }
 
 function live() {
@@ -185,5 +209,6 @@ $("sign-out").addEventListener("click", async () => {
   await start();
 });
 $("history-close").addEventListener("click", () => { $("history").hidden = true; });
+$("history-older").addEventListener("click", olderHistory);
 
 start();
