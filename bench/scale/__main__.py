@@ -87,8 +87,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"kill: SIGKILLed {k.get('nats_node')} (the ledger's leader) and "
             f"{', '.join(k.get('instances', []))}; {kill['completed_after_kill']} logins "
-            f"completed after it ({kill['completed_already_seated']} of them for a user who "
-            f"already sat there); lost {len(kill['lost'])}, duplicated "
+            f"reached the ledger after it; {kill['completed_already_seated']} confirmed calls "
+            f"logged in a user who already sat there; lost {len(kill['lost'])}, duplicated "
             f"{len(kill['audit'].get('calls_logged_in_twice', []))}, duplicate Nats-Msg-Ids "
             f"{len(kill['audit'].get('duplicate_msg_ids', []))}, broken desk chains "
             f"{len(kill['audit'].get('broken_desk_chains', []))}; read models "
