@@ -177,7 +177,8 @@ class Directory(_Config, frozen=True):
 # --- service settings (not reloaded: a restart applies them) ---------------------------
 class NatsSettings(_Config, frozen=True):
     url: str = ""
-    """Empty: run an embedded nats-server with JetStream under ``data_dir``."""
+    """The server (``nats://host:4222``), or a cluster's nodes comma-separated. Empty:
+    run an embedded nats-server with JetStream under ``data_dir``."""
     data_dir: str = "var/nats"
     credentials: str = ""
     tls_ca: str = ""
