@@ -303,6 +303,7 @@ def test_versions_and_cseqs_increase_fan_out_reaches_live_watchers_and_nothing_f
     sent: list[NotifyToSend] = []
     expected_expiry: dict[SubscriptionKey, float] = {}
     watched: dict[str, set[str]] = {"100": set(), "101": set()}
+    shown: dict[str, list[Dialog]] = {}
     cseqs = itertools.count(2)
     for op, arg, value in ops:
         if op == "subscribe":
@@ -334,8 +335,11 @@ def test_versions_and_cseqs_increase_fan_out_reaches_live_watchers_and_nothing_f
             dialogs = [replace(CALL, id=f"d{i}") for i in range(int(value))]
             fanned = subs.state_changed(str(arg), dialogs, now)
             live = {k for k, at in expected_expiry.items() if at > now}
+            # The same dialogs again are no change: nobody is notified.
+            unchanged = shown.get(str(arg)) == dialogs
+            shown[str(arg)] = dialogs
             assert {n.subscription.key for n in fanned} == {
-                k for k in live if k.call_id in watched[str(arg)]
+                k for k in live if k.call_id in watched[str(arg)] and not unchanged
             }
             sent += fanned
         elif op == "wait":
@@ -380,8 +384,22 @@ def test_dialogs_that_cannot_be_rendered_change_nothing() -> None:
     subs.state_changed("100", [CALL], now=1)
     with pytest.raises(DialogInfoError):
         subs.state_changed("100", [replace(CALL, call_id="bad\x00")], now=2)
-    (notify,) = subs.state_changed("100", [CALL], now=3)
+    # CALL is still what the lamps show: no change, no NOTIFY.
+    assert subs.state_changed("100", [CALL], now=3) == []
+    (notify,) = subs.state_changed("100", [], now=4)
     assert notify.version == 2
+
+
+def test_the_dialogs_already_shown_again_notify_nobody() -> None:
+    subs = _tags()
+    subs.subscribe(_request(), now=0)
+    assert len(subs.state_changed("100", [CALL], now=1)) == 1
+    assert subs.state_changed("100", [CALL], now=2) == []
+    early = replace(CALL, state="early")
+    assert [n.version for n in subs.state_changed("100", [early], now=3)] == [2]
+    later = subs.subscribe(_request(call_id="later@phone"), now=4).notify
+    assert later is not None
+    assert parse(later.body).dialogs == (early,)
 
 
 def test_an_entity_uri_xml_cannot_carry_is_a_bad_request() -> None:

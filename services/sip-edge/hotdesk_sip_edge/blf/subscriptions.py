@@ -362,11 +362,17 @@ class Subscriptions:
     ) -> list[NotifyToSend]:
         """Record ``extension``'s dialogs and notify every live subscription to it.
 
-        Subscriptions already past their expiry are left to :meth:`expire`. Dialogs that
-        cannot be rendered raise :class:`DialogInfoError` and change nothing.
+        Dialogs equal to those already shown notify nobody: a read-model value can
+        change where the lamp does not (its version and clock, a call-state change
+        applied twice), and a NOTIFY reports a change of state (RFC 6665 section
+        4.2.2). Subscriptions already past their expiry are left to :meth:`expire`.
+        Dialogs that cannot be rendered raise :class:`DialogInfoError` and change
+        nothing.
         """
         shown = list(dialogs)
         check(shown)
+        if self._dialogs.get(extension) == tuple(shown):
+            return []
         self._dialogs[extension] = tuple(shown)
         self._documents.pop(extension, None)
         return [
