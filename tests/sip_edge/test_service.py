@@ -7,16 +7,21 @@ import logging
 import socket
 import time
 
+import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from hotdesk_contracts.dialplan import Login, Logout
-from hotdesk_contracts.directory import Config, SipSettings
+from hotdesk_contracts.directory import Config, Directory, SipSettings
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.nats import ensure_jetstream
 from hotdesk_sip_edge import main
+from hotdesk_sip_edge.edge import SipEdge
+from hotdesk_sip_edge.location import MemoryLocationStore
+from hotdesk_sip_edge.login_state import LoginMap
 from hotdesk_sip_edge.routing import Caller
-from hotdesk_sip_edge.sip.message import SipRequest, SipResponse, response_to
+from hotdesk_sip_edge.sip.message import SipRequest, SipResponse, parse, response_to
+from hotdesk_sip_edge.sip.transport import Source
 from tests.sip_edge.harness import (
     DESK_PASSWORD,
     EXT_PASSWORD,
@@ -158,3 +163,39 @@ async def test_unanswered_invite_times_out_with_408_after_timer_b(
         finally:
             phone.close()
             black_hole.close()
+
+
+async def test_a_request_before_the_edge_has_started_is_told_to_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """UDP listens before TCP and TLS are bound and the proxy exists: a request in that
+    moment gets 503 with Retry-After, not an internal error."""
+
+    async def publish(subject: str, data: bytes) -> None:
+        return None
+
+    edge = SipEdge(
+        settings=SipSettings(advertised_host="127.0.0.1"),
+        directory=Directory,
+        locations=MemoryLocationStore(),
+        logins=LoginMap(),
+        publish=publish,
+        instance_id="edge-starting",
+    )
+    invite = parse(
+        b"INVITE sip:112@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-starting\r\n"
+        b"From: <sip:HD0001@127.0.0.1>;tag=a\r\n"
+        b"To: <sip:112@127.0.0.1>\r\n"
+        b"Call-ID: starting@127.0.0.1\r\n"
+        b"CSeq: 1 INVITE\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert isinstance(invite, SipRequest)
+    with caplog.at_level(logging.ERROR):
+        answer = await edge._route_request(invite, Source("UDP", "127.0.0.1", 5070), time.time())
+    assert answer is not None
+    assert (answer.status, answer.reason) == (503, "Starting")
+    assert answer.headers.get("Retry-After") == "1"
+    assert not caplog.records

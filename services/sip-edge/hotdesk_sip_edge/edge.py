@@ -446,7 +446,8 @@ class SipEdge:
 
     async def _ack(self, request: SipRequest, source: Source) -> None:
         """An ACK outside any server transaction: a 2xx ACK (RFC 3261 §17.1.1.3)."""
-        assert self.proxy is not None
+        if self.proxy is None:
+            return  # still starting: no dialog of ours can exist yet
         if self.dialogs is not None and self.dialogs.owns(request):
             await self.dialogs.in_dialog(request, source)
             return
@@ -497,7 +498,12 @@ class SipEdge:
     async def _route_request(
         self, request: SipRequest, source: Source, now: float
     ) -> SipResponse | None:
-        assert self.proxy is not None
+        if self.proxy is None:
+            # A request that arrives while the transports are still binding (UDP
+            # listens before TCP and TLS): try again in a moment (RFC 3261 §21.5.4).
+            answer = response_to(request, 503, "Starting", to_tag=_local_tag(request))
+            answer.headers.add("Retry-After", "1")
+            return answer
         method = request.method
         in_dialog = False
         with contextlib.suppress(HeaderError):
