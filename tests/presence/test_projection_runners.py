@@ -107,7 +107,8 @@ async def test_bus_folds_skip_redelivered_events_and_survive_a_restart(
     # The same deliveries again (as after a crash before the ack) change nothing.
     sub = await js.pull_subscribe(subjects.EDGE_CALL_STATE_ALL, stream=streams.EDGE.name)
     for msg in await sub.fetch(2, timeout=2):
-        await blf.apply_delivery(streams.EDGE.name, msg.metadata.sequence.stream, msg.data)
+        seq = msg.metadata.sequence.stream
+        await blf.apply_delivery(streams.EDGE.name, seq, msg.data, msg.subject)
     lamp = await blf.get("100")
     assert lamp is not None
     assert lamp.version == 2
@@ -124,6 +125,49 @@ async def test_bus_folds_skip_redelivered_events_and_survive_a_restart(
     assert (lamp.state, lamp.version) == ("terminated", 3)
     await restarted.stop()
     await status.stop()
+
+
+async def test_blf_writes_each_party_once_per_call_phase_from_the_edges_two_copies(
+    js: JetStreamContext,
+) -> None:
+    """The edge publishes every call-state event on the caller's and the callee's
+    subject; each party's value is written once per phase (version +1), live, on a
+    redelivery of every copy, and in a rebuild from the stream."""
+    await js.add_stream(stream_config(streams.EDGE))
+    blf = BusProjectionRunner(js, BlfStates())
+    kv_stream = f"KV_{streams.BLF.bucket}"
+    phases = [CallPhase.TRYING, CallPhase.RINGING, CallPhase.ANSWERED, CallPhase.ENDED]
+    for n, phase in enumerate(phases, 1):
+        data = msgspec.json.encode(call_state("c1", phase, "101", "100"))
+        for party in ("101", "100"):
+            await js.publish(subjects.edge_call_state(party), data)
+        await blf.catch_up()
+        for party in ("100", "101"):
+            lamp = await blf.get(party)
+            assert lamp is not None
+            assert (party, lamp.version) == (party, n)
+        # One KV write per party per phase: the bucket's stream holds every write.
+        assert (await js.stream_info(kv_stream)).state.last_seq == 2 * n
+    states = {p: await blf.get(p) for p in ("100", "101")}
+    assert {p: (s.state, s.version) for p, s in states.items() if s} == {
+        "100": ("terminated", 4),
+        "101": ("terminated", 4),
+    }
+    # Every copy delivered again (a crash before the acks) writes nothing.
+    sub = await js.pull_subscribe(subjects.EDGE_CALL_STATE_ALL, stream=streams.EDGE.name)
+    msgs = await sub.fetch(8, timeout=2)
+    assert len(msgs) == 8
+    for msg in msgs:
+        seq = msg.metadata.sequence.stream
+        assert await blf.apply_delivery(streams.EDGE.name, seq, msg.data, msg.subject) == 0
+    assert (await js.stream_info(kv_stream)).state.last_seq == 8
+    await blf.stop()
+    # A rebuild from the start of the stream (a new projection) folds to the same values.
+    rebuilt = BusProjectionRunner(js, BlfStates(name="presence-blf-rebuild", bucket="blf_rebuild"))
+    await rebuilt.catch_up()
+    assert {p: await rebuilt.get(p) for p in ("100", "101")} == states
+    assert (await js.stream_info("KV_blf_rebuild")).state.last_seq == 8
+    await rebuilt.stop()
 
 
 async def test_running_bus_and_ledger_projections_survive_a_nats_server_restart(

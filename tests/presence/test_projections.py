@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+from hotdesk_contracts import subjects
 from hotdesk_contracts.events import LedgerEvent, LogoutReason
-from hotdesk_contracts.messages import CallPhase, CallStateChanged
+from hotdesk_contracts.messages import CallPhase, CallStateChanged, RegistrationChanged
 from hotdesk_ledger.projection import fold
 from hotdesk_presence.projections import (
     BlfStates,
@@ -115,6 +116,28 @@ def test_history_is_capped_per_key_keeping_the_newest() -> None:
     assert [e.seq for e in entries] == list(range(21, 31))
 
 
+def on_bus(events: list[BusEvent]) -> list[tuple[int, str, BusEvent]]:
+    """The stream messages the events are published as (sequence, subject, event)."""
+    out: list[tuple[int, str, BusEvent]] = []
+    for seq, event in enumerate(events, 1):
+        if isinstance(event, RegistrationChanged):
+            subject = subjects.edge_registration(event.aor, event.kind)
+        else:
+            subject = subjects.provisioning_event(event.desk)
+        out.append((seq, subject, event))
+    return out
+
+
+def as_edge_publishes(events: list[CallStateChanged]) -> list[tuple[int, str, CallStateChanged]]:
+    """The stream messages the edge publishes for ``events``: each event once per party
+    on that party's call-state subject (once for a call to oneself)."""
+    out: list[tuple[int, str, CallStateChanged]] = []
+    for event in events:
+        for party in dict.fromkeys((event.caller, event.callee)):
+            out.append((len(out) + 1, subjects.edge_call_state(party), event))
+    return out
+
+
 def test_desk_status_tracks_registration_and_reprovision_outcomes() -> None:
     events: list[BusEvent] = [
         registration("HD0001", "registered", 0),
@@ -122,14 +145,14 @@ def test_desk_status_tracks_registration_and_reprovision_outcomes() -> None:
         registration("100", "registered", 5),
         reprovision("HD0001", ok=False, minutes=6),
     ]
-    model = bus_fold(DeskStatusFold(), list(enumerate(events, 1)))
+    model = bus_fold(DeskStatusFold(), on_bus(events))
     assert set(model) == {"HD0001"}
     status = model["HD0001"]
     assert status.online
     assert status.online_since == at(0)
     assert (status.reprovision, status.reprovision_stage) == ("failed", "fetch")
     events += [registration("HD0001", "expired", 9), reprovision("HD0001", ok=True, minutes=9)]
-    status = bus_fold(DeskStatusFold(), list(enumerate(events, 1)))["HD0001"]
+    status = bus_fold(DeskStatusFold(), on_bus(events))["HD0001"]
     assert not status.online
     assert status.online_since is None
     assert status.reprovision == "confirmed"
@@ -144,32 +167,88 @@ def test_desk_stays_online_while_a_contact_remains_whatever_the_kind() -> None:
         msgspec.structs.replace(registration("HD0001", "expired", 3), contacts=[second]),
         msgspec.structs.replace(registration("HD0001", "unregistered", 4), contacts=[second]),
     ]
-    status = bus_fold(DeskStatusFold(), list(enumerate(events, 1)))["HD0001"]
+    status = bus_fold(DeskStatusFold(), on_bus(events))["HD0001"]
     assert status.online
     assert status.online_since == at(0)
     # The last contact gone, by any kind of change, takes the desk offline.
     for kind in ("expired", "unregistered", "refreshed"):
         last = msgspec.structs.replace(registration("HD0001", kind, 9), contacts=[])
-        gone = bus_fold(DeskStatusFold(), list(enumerate([*events, last], 1)))["HD0001"]
+        gone = bus_fold(DeskStatusFold(), on_bus([*events, last]))["HD0001"]
         assert (kind, gone.online, gone.online_since) == (kind, False, None)
 
 
-def test_blf_goes_early_confirmed_terminated_with_increasing_versions_for_both_sides() -> None:
+def test_blf_goes_early_confirmed_terminated_with_one_version_step_per_phase_for_each_side() -> (
+    None
+):
     phases = [CallPhase.TRYING, CallPhase.RINGING, CallPhase.ANSWERED, CallPhase.ENDED]
-    seen: list[tuple[str, int]] = []
-    events: list[tuple[int, CallStateChanged]] = []
-    for i, phase in enumerate(phases):
-        events.append((i + 1, call_state("c1", phase, "101", "100")))
-        model = bus_fold(BlfStates(), events)
-        seen.append((model["100"].state, model["100"].version))
-    assert [s for s, _ in seen] == ["early", "early", "confirmed", "terminated"]
-    assert [v for _, v in seen] == [1, 2, 3, 4]
-    callee, caller = model["100"], model["101"]
+    seen: list[tuple[str, int, str, int]] = []
+    events: list[CallStateChanged] = []
+    for phase in phases:
+        events.append(call_state("c1", phase, "101", "100"))
+        model = bus_fold(BlfStates(), as_edge_publishes(events))
+        callee, caller = model["100"], model["101"]
+        seen.append((callee.state, callee.version, caller.state, caller.version))
+    assert seen == [
+        ("early", 1, "early", 1),
+        ("early", 2, "early", 2),
+        ("confirmed", 3, "confirmed", 3),
+        ("terminated", 4, "terminated", 4),
+    ]
     assert (callee.direction, caller.direction) == ("recipient", "initiator")
     assert callee.call_id == "c1"
     assert (callee.local_tag, callee.remote_tag) == ("c1-to", "c1-from")
     assert (caller.local_tag, caller.remote_tag) == ("c1-from", "c1-to")
     assert callee.active == []
+
+
+def test_blf_copy_of_a_call_state_changes_only_the_party_its_subject_names() -> None:
+    fold = BlfStates()
+    event = call_state("c1", CallPhase.RINGING, "101", "100")
+    assert fold.keys(event, subjects.edge_call_state("100")) == ["100"]
+    assert fold.keys(event, subjects.edge_call_state("101")) == ["101"]
+    # A subject naming neither party (nor any subject at all) changes nothing.
+    assert fold.keys(event, subjects.edge_call_state("102")) == []
+    assert fold.keys(event, "hotdesk.edge.callstate") == []
+    # A call to oneself is published once and steps its one party once.
+    own = call_state("c2", CallPhase.RINGING, "100", "100")
+    assert fold.keys(own, subjects.edge_call_state("100")) == ["100"]
+    assert bus_fold(fold, as_edge_publishes([own]))["100"].version == 1
+
+
+def test_blf_versions_step_once_per_phase_when_two_calls_interleave() -> None:
+    # Two edges publish about two calls of 100 at once: their copies interleave.
+    a = [call_state("a", p, "101", "100") for p in (CallPhase.RINGING, CallPhase.ANSWERED)]
+    b = [call_state("b", p, "100", "102") for p in (CallPhase.TRYING, CallPhase.RINGING)]
+    copies_a, copies_b = as_edge_publishes(a), as_edge_publishes(b)
+    mixed = [m for pair in zip(copies_a, copies_b, strict=True) for m in pair]
+    model = bus_fold(
+        BlfStates(), [(seq, subject, e) for seq, (_, subject, e) in enumerate(mixed, 1)]
+    )
+    assert {k: v.version for k, v in model.items()} == {"100": 4, "101": 2, "102": 2}
+    lamp = model["100"]
+    assert (lamp.state, lamp.call_id) == ("confirmed", "a")
+    assert sorted((d.call_id, d.state, d.direction) for d in lamp.active) == [
+        ("a", "confirmed", "recipient"),
+        ("b", "early", "initiator"),
+    ]
+
+
+def test_blf_early_and_confirmed_dialog_of_the_callee_keep_the_tags_of_the_18x() -> None:
+    # The edge's ringing event carries the To-tag of the 18x, as the 2xx does.
+    events = [
+        call_state("c1", CallPhase.TRYING, "101", "100"),
+        call_state("c1", CallPhase.RINGING, "101", "100"),
+    ]
+    early = bus_fold(BlfStates(), as_edge_publishes(events))["100"]
+    events.append(call_state("c1", CallPhase.ANSWERED, "101", "100"))
+    confirmed = bus_fold(BlfStates(), as_edge_publishes(events))["100"]
+    assert (early.state, confirmed.state) == ("early", "confirmed")
+    assert (early.call_id, early.local_tag, early.remote_tag) == ("c1", "c1-to", "c1-from")
+    assert (confirmed.call_id, confirmed.local_tag, confirmed.remote_tag) == (
+        early.call_id,
+        early.local_tag,
+        early.remote_tag,
+    )
 
 
 def test_blf_shows_the_call_still_up_when_a_second_one_ends() -> None:
@@ -178,5 +257,5 @@ def test_blf_shows_the_call_still_up_when_a_second_one_ends() -> None:
         call_state("b", CallPhase.RINGING, "102", "100"),
         call_state("b", CallPhase.ENDED, "102", "100"),
     ]
-    lamp = bus_fold(BlfStates(), list(enumerate(events, 1)))["100"]
+    lamp = bus_fold(BlfStates(), as_edge_publishes(events))["100"]
     assert (lamp.state, lamp.call_id, lamp.version) == ("confirmed", "a", 3)

@@ -6,6 +6,11 @@ where a user sits at the desk (see ``CallStateChanged``), so keying on ``caller`
 follow RFC 4235 section 3.7.1 (``early`` covers trying and ringing, as the lamps do);
 ``version`` increases on every change because a subscriber must see a higher version
 in each NOTIFY (RFC 4235 section 4.1).
+
+The edge publishes each call-state event once per party, on ``edge_call_state(party)``;
+a copy changes only the party its subject names, so each party's value is written once
+per call phase (one version step), however the copies interleave with other calls and
+whether they are delivered live, redelivered or replayed from the start of the stream.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import msgspec
 
 from hotdesk_contracts import streams, subjects
 from hotdesk_contracts.messages import CallPhase, CallStateChanged
+from hotdesk_contracts.subjects import SubjectTokenError
 
 _STATE_OF_PHASE = {
     CallPhase.TRYING: "early",
@@ -74,6 +80,15 @@ def _side(event: CallStateChanged, key: str) -> BlfDialog:
     )
 
 
+def _names(subject: str, party: str) -> bool:
+    if not party:
+        return False
+    try:
+        return subject == subjects.edge_call_state(party)
+    except SubjectTokenError:
+        return False  # no subject names such a party
+
+
 class BlfStates:
     """Bus projection ``presence-blf``: extension -> :class:`BlfState`."""
 
@@ -87,9 +102,11 @@ class BlfStates:
             (streams.EDGE.name, subjects.EDGE_CALL_STATE_ALL)
         ]
 
-    def keys(self, event: CallStateChanged) -> Sequence[str]:
-        """Both parties (once, for a call to oneself)."""
-        return list(dict.fromkeys(p for p in (event.caller, event.callee) if p))
+    def keys(self, event: CallStateChanged, subject: str) -> Sequence[str]:
+        """The party whose copy of the event this is (the one ``subject`` names); the
+        other party's copy, on its own subject, updates that party. A call to oneself
+        is published once and changes its one party once."""
+        return [p for p in dict.fromkeys((event.caller, event.callee)) if _names(subject, p)]
 
     def apply(
         self, key: str, current: BlfState | None, event: CallStateChanged, seq: int

@@ -5,6 +5,10 @@ over ``HOTDESK_EDGE`` and ``HOTDESK_PROVISIONING`` run here, with the same guara
 one durable consumer per (projection, stream) so each event goes to one replica; every
 key stores the stream sequences it has applied, so a redelivered event is skipped; writes
 are compare-and-set on the KV revision and re-folded when another replica got there first.
+
+A fold picks its keys from the event and the subject it was published on: the edge
+publishes one call-state event once per party (``edge_call_state(party)``), and each copy
+must change only the party its subject names, or every party is written once per copy.
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ class BusFold(Protocol[T, E_contra]):
     event_type: Any
     """The msgspec type (often a tagged union) the events decode to."""
 
-    def keys(self, event: E_contra) -> Sequence[str]:
-        """The keys ``event`` changes."""
+    def keys(self, event: E_contra, subject: str) -> Sequence[str]:
+        """The keys ``event``, as published on ``subject``, changes."""
         ...
 
     def apply(self, key: str, current: T | None, event: E_contra, seq: int) -> T | None:
@@ -59,11 +63,11 @@ class BusStored(msgspec.Struct, Generic[T], frozen=True):
     value: T | None = None
 
 
-def bus_fold(fold: BusFold[T, E], events: Sequence[tuple[int, E]]) -> dict[str, T]:
-    """The read model ``fold`` yields from ``(seq, event)`` pairs, in memory."""
+def bus_fold(fold: BusFold[T, E], events: Sequence[tuple[int, str, E]]) -> dict[str, T]:
+    """The read model ``fold`` yields from ``(seq, subject, event)`` messages, in memory."""
     model: dict[str, T | None] = {}
-    for seq, event in events:
-        for key in fold.keys(event):
+    for seq, subject, event in events:
+        for key in fold.keys(event, subject):
             model[key] = fold.apply(key, model.get(key), event, seq)
     return {k: v for k, v in model.items() if v is not None}
 
@@ -137,7 +141,8 @@ class BusProjectionRunner(Generic[T, E]):
             except NatsTimeout:
                 continue
             for msg in msgs:
-                applied += await self.apply_delivery(stream, msg.metadata.sequence.stream, msg.data)
+                seq = msg.metadata.sequence.stream
+                applied += await self.apply_delivery(stream, seq, msg.data, msg.subject)
                 await msg.ack()
         return applied
 
@@ -170,15 +175,16 @@ class BusProjectionRunner(Generic[T, E]):
                     await asyncio.wait_for(stopping.wait(), 0.5)
         await self.stop()
 
-    async def apply_delivery(self, stream: str, seq: int, data: bytes) -> int:
-        """Apply one delivered message (stream sequence ``seq``); 0 if skipped."""
+    async def apply_delivery(self, stream: str, seq: int, data: bytes, subject: str) -> int:
+        """Apply one message delivered on ``subject`` (stream sequence ``seq``); 0 if
+        skipped."""
         try:
             event = self._decoder.decode(data)
         except msgspec.DecodeError:
             # Other event types share these subjects (e.g. unknown devices): not ours.
             return 0
         count = 0
-        for key in self.fold.keys(event):
+        for key in self.fold.keys(event, subject):
             count = max(count, await self._write(key, stream, seq, event))
         return count
 

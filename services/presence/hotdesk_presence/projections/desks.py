@@ -113,7 +113,7 @@ class DeskStatusFold:
             (streams.PROVISIONING.name, subjects.PROVISIONING_ALL),
         ]
 
-    def keys(self, event: BusEvent) -> Sequence[str]:
+    def keys(self, event: BusEvent, subject: str) -> Sequence[str]:
         """The desk the event is about; registrations of user AORs are not desks."""
         if isinstance(event, RegistrationChanged):
             return [event.aor] if event.aor.startswith("HD") else []
