@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from nats.js import api as js_api
 from hotdesk_contracts import streams, subjects
 from hotdesk_contracts.directory import Config, NatsSettings
 from hotdesk_ledger.snapshot import read_snapshot
+from hotdesk_presence.webhooks import DELIVERIES_STREAM, Delivery, DeliveryLog
 from hotdesk_runtime.cluster import LocalCluster
 from hotdesk_runtime.nats import NatsError, connect, ensure_jetstream, server_urls, stream_config
 
@@ -66,6 +68,30 @@ async def test_every_stream_bucket_and_store_is_replicated_three_times(
         assert ledger.config.allow_direct
         assert ledger.config.deny_delete
         assert ledger.config.deny_purge
+    finally:
+        await nc.close()
+
+
+async def test_the_webhook_delivery_log_is_replicated_like_the_rest(
+    cluster: LocalCluster,
+) -> None:
+    nc, js = await _connect(cluster)
+    try:
+        log = DeliveryLog(js=js, replicas=3)
+        await log.add(
+            Delivery(
+                webhook="crm",
+                event_id="e1",
+                event_type="LoggedIn",
+                attempt=1,
+                at=datetime.now(UTC),
+                status=200,
+                ok=True,
+            )
+        )
+        info = await js.stream_info(DELIVERIES_STREAM)
+        assert info.config.num_replicas == 3
+        assert info.state.messages == 1
     finally:
         await nc.close()
 

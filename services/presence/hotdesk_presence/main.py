@@ -152,7 +152,7 @@ async def build(
         return await Ledger(store, directory().policies).execute(command)
 
     extra = await first_admin(secrets, directory().admins)
-    deliveries = DeliveryLog(js=js)
+    deliveries = DeliveryLog(js=js, replicas=replicas)
     feed = DeskFeed()
     ready = asyncio.Event()
     deps = AdminDeps(

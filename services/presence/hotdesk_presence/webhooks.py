@@ -86,9 +86,14 @@ class DeliveryLog:
     without it they stay in this process's memory.
     """
 
-    def __init__(self, size: int = 500, js: JetStreamContext | None = None) -> None:
+    def __init__(
+        self, size: int = 500, js: JetStreamContext | None = None, replicas: int = 1
+    ) -> None:
         self.size = size
         self.js = js
+        self.replicas = replicas
+        """Copies of the log stream (``nats.replicas``: 3 on a cluster, so a lost node
+        loses no delivery record)."""
         self._entries: collections.deque[Delivery] = collections.deque(maxlen=size)
         self._stream_ready = False
 
@@ -107,6 +112,7 @@ class DeliveryLog:
                     max_msgs=self.size,
                     max_age=7 * 86400.0,
                     discard=js_api.DiscardPolicy.OLD,
+                    num_replicas=self.replicas,
                 )
             )
         self._stream_ready = True
