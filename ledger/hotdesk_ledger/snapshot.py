@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError, ServiceUnavailableError
@@ -46,6 +47,11 @@ picks one of the stream's nodes at random: with three, 20 misses in a row happen
 in several thousand reads when the leader is known)."""
 
 
+TIMEOUT_RETRIES = 3
+"""JetStream API requests that timed out are sent again this many times: while a killed
+node's meta-leadership moves (a few seconds) consumer creation goes unanswered."""
+
+
 class SnapshotError(Exception):
     """No consistent snapshot could be read (no consumer landed on the stream's leader)."""
 
@@ -55,11 +61,20 @@ async def _consumer_on_leader(
 ) -> js_api.ConsumerInfo:
     """An ephemeral consumer on the node that leads ``stream`` (any node on a single
     server), so that its count and deliveries include every acknowledged write."""
+    timeouts = 0
     for _ in range(PLACEMENT_ATTEMPTS):
-        info = await js.add_consumer(stream, config)
-        if info.cluster is None or not info.cluster.leader:
-            return info  # not clustered: the one server holds everything
-        stream_info = await js.stream_info(stream)
+        try:
+            info = await js.add_consumer(stream, config)
+            if info.cluster is None or not info.cluster.leader:
+                return info  # not clustered: the one server holds everything
+            stream_info = await js.stream_info(stream)
+        except NatsTimeoutError:
+            # An unanswered create may still have made its consumer: it is ephemeral
+            # and goes away after its inactive threshold.
+            timeouts += 1
+            if timeouts > TIMEOUT_RETRIES:
+                raise
+            continue
         leader = stream_info.cluster.leader if stream_info.cluster else None
         if info.cluster.leader == leader:
             return info
