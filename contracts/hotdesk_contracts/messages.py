@@ -73,7 +73,11 @@ class CallPhase(enum.StrEnum):
 
 class CallStateChanged(_BusEvent, frozen=True, tag="CallStateChanged"):
     """A routed call changed phase. Parties are user extensions where a user sits at
-    the desk, and desks where they do not; presence turns these into BLF states."""
+    the desk, and desks where they do not; presence turns these into BLF states.
+
+    Published once per party, on that party's call-state subject. ``from_tag`` is the
+    caller's tag; ``to_tag`` the callee's, from the first 180/183 carrying one (so the
+    early and confirmed dialog keep one id) and from the 2xx once answered."""
 
     call_id: str
     phase: CallPhase

@@ -96,6 +96,24 @@ def _phases(running: RunningEdge, party: str) -> list[CallPhase]:
     ]
 
 
+def _call_states(running: RunningEdge, party: str) -> list[CallStateChanged]:
+    return [
+        msgspec.json.decode(data, type=CallStateChanged)
+        for subject, data in running.published
+        if subject == f"hotdesk.edge.callstate.{party}"
+    ]
+
+
+def _sent_to_tag(messages: str, start_line: str) -> str:
+    """The To-tag of the first ``start_line`` response SIPp's message log shows it sent."""
+    for block in re.split(r"^-{20,}.*$", messages, flags=re.M):
+        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+        if len(lines) > 1 and "message sent" in lines[0] and lines[1] == start_line:
+            to = next(line for line in lines if line.startswith("To:"))
+            return to.split(";tag=", 1)[1].split(";")[0]
+    raise AssertionError(f"no {start_line} sent: {messages}")
+
+
 def _received(messages: str) -> list[tuple[str, str]]:
     """(start line, CSeq) of every message SIPp's message log shows it received."""
     out = []
@@ -368,6 +386,43 @@ async def test_calls_to_a_desk_registered_through_an_sbc_go_through_it(
         invite = uas.messages.split("INVITE sip:", 1)[1]
         assert invite.startswith("HD0001@127.0.0.1:5999")
         assert f"Route: <sip:127.0.0.1:{sbc};lr>" in invite
+
+
+async def test_ringing_call_state_carries_the_to_tag_of_the_180_as_answered_does(
+    js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    """The callee's early dialog has the tag its 180 gave, so BLF shows one dialog (one
+    dialog id, the same local tag) from early to confirmed (RFC 4235 section 4.1.1)."""
+    callee = free_udp_port()
+    async with running_edge(js, nc, directory()) as running:
+        await _register_contact(running, "101", EXT_PASSWORD, callee)
+        result, uas = await _call(
+            running,
+            tmp_path,
+            caller="100",
+            password="ext-secret-100",
+            dialled="101",
+            uas_port=callee,
+        )
+        assert result.returncode == 0, result.stderr + result.messages
+        assert uas is not None
+        assert uas.returncode == 0, uas.stderr + uas.messages
+        tag = _sent_to_tag(uas.messages, "SIP/2.0 180 Ringing")
+        assert tag
+        for party in ("100", "101"):
+            events = _call_states(running, party)
+            assert [e.phase for e in events] == [
+                CallPhase.TRYING,
+                CallPhase.RINGING,
+                CallPhase.ANSWERED,
+                CallPhase.ENDED,
+            ]
+            trying, ringing, answered, ended = events
+            assert trying.to_tag == ""  # nothing has answered the INVITE yet
+            assert (ringing.to_tag, answered.to_tag, ended.to_tag) == (tag, tag, tag)
+            assert len({e.call_id for e in events}) == 1
+            assert len({e.from_tag for e in events}) == 1
+            assert ringing.from_tag
 
 
 async def test_call_forks_to_every_contact_and_cancels_the_losers(

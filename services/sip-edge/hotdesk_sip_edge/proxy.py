@@ -535,9 +535,21 @@ class Proxy:
         status = response.status
         method = sent.request.method
         if method == "INVITE" and not call.answered:
-            if status in (180, 183) and not call.ringing:
-                call.ringing = True  # once, however many forked branches ring
-                await self._on_call_state(call, CallPhase.RINGING)
+            if status in (180, 183):
+                # The early dialog's To-tag, so the callee's side of the call keeps one
+                # dialog id from early to confirmed (RFC 4235 section 4.1.1). With forking,
+                # the first branch that rang with a tag gives it (a 2xx from another
+                # branch replaces it: that is another dialog).
+                learned = ""
+                if not call.to_tag:
+                    with contextlib.suppress(HeaderError):
+                        learned = response.to.tag or ""
+                    call.to_tag = learned
+                if not call.ringing or learned:
+                    # Once, however many forked branches ring; again only if a later 18x
+                    # brings the tag the first one lacked.
+                    call.ringing = True
+                    await self._on_call_state(call, CallPhase.RINGING)
             elif 200 <= status < 300:
                 call.answered = True
                 with contextlib.suppress(HeaderError):
