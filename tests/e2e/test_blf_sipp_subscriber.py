@@ -73,6 +73,13 @@ def received_notifies(messages: str) -> list[Notify]:
     return out
 
 
+def ringing_to_tag(messages: str) -> str:
+    """The To-tag of the 180 a desk phone's SIPp sent."""
+    ringing = messages[messages.index("SIP/2.0 180 Ringing") :]
+    line = next(line for line in ringing.splitlines() if line.startswith("To:"))
+    return line.split(";tag=", 1)[1].split(";")[0].strip()
+
+
 def invite_call_id(messages: str) -> str:
     """The Call-ID of the INVITE a desk phone's SIPp took."""
     invite = messages[messages.index("INVITE sip:") :]
@@ -188,3 +195,14 @@ async def test_sipp_blf_key_sees_calls_to_a_user_in_order_and_follows_the_user_t
     by_call = [[doc for doc in documents[1:] if doc.dialogs[0].call_id == c] for c in answered]
     assert sum(len(docs) for docs in by_call) == len(documents) - 1, documents
     assert [lamp(docs, "100") for docs in by_call] == [CALL_CYCLE[1:], CALL_CYCLE[1:]]
+    # RFC 4235 section 4.1.1: one dialog, one id. The desk's 180 gave 100's side of
+    # each call its local tag, so the early and the confirmed dialog have the same id
+    # and tags, the desk's To-tag as the local tag (Yealink and Poly pick up with them).
+    for desk, docs in zip((first, second), by_call, strict=True):
+        shown = [(doc.version, doc.dialogs[0]) for doc in docs]
+        live_dialogs = [d for _, d in shown if d.state in ("early", "confirmed")]
+        assert {d.state for d in live_dialogs} == {"early", "confirmed"}, shown
+        ids = {(d.id, d.call_id, d.local_tag, d.remote_tag) for d in live_dialogs}
+        assert len(ids) == 1, shown
+        assert live_dialogs[0].local_tag == ringing_to_tag(desk.messages), shown
+        assert live_dialogs[0].remote_tag, shown

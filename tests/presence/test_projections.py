@@ -9,6 +9,7 @@ from hotdesk_contracts.events import LedgerEvent, LogoutReason
 from hotdesk_contracts.messages import CallPhase, CallStateChanged, RegistrationChanged
 from hotdesk_ledger.projection import fold
 from hotdesk_presence.projections import (
+    BlfState,
     BlfStates,
     DeskSeats,
     DeskStatusFold,
@@ -177,22 +178,22 @@ def test_desk_stays_online_while_a_contact_remains_whatever_the_kind() -> None:
         assert (kind, gone.online, gone.online_since) == (kind, False, None)
 
 
-def test_blf_goes_early_confirmed_terminated_with_one_version_step_per_phase_for_each_side() -> (
-    None
-):
+def test_blf_steps_each_side_once_per_phase_the_callee_from_its_ringing() -> None:
     phases = [CallPhase.TRYING, CallPhase.RINGING, CallPhase.ANSWERED, CallPhase.ENDED]
     seen: list[tuple[str, int, str, int]] = []
     events: list[CallStateChanged] = []
     for phase in phases:
         events.append(call_state("c1", phase, "101", "100"))
         model = bus_fold(BlfStates(), as_edge_publishes(events))
-        callee, caller = model["100"], model["101"]
+        callee = model.get("100", BlfState(ext="100"))
+        caller = model["101"]
         seen.append((callee.state, callee.version, caller.state, caller.version))
+    # The callee's side is a dialog from the 180 with its To-tag: trying changes nothing.
     assert seen == [
-        ("early", 1, "early", 1),
-        ("early", 2, "early", 2),
-        ("confirmed", 3, "confirmed", 3),
-        ("terminated", 4, "terminated", 4),
+        ("idle", 0, "early", 1),
+        ("early", 1, "early", 2),
+        ("confirmed", 2, "confirmed", 3),
+        ("terminated", 3, "terminated", 4),
     ]
     assert (callee.direction, caller.direction) == ("recipient", "initiator")
     assert callee.call_id == "c1"
@@ -215,6 +216,31 @@ def test_blf_copy_of_a_call_state_changes_only_the_party_its_subject_names() -> 
     assert bus_fold(fold, as_edge_publishes([own]))["100"].version == 1
 
 
+def test_blf_callee_side_starts_with_the_first_early_phase_that_has_a_to_tag() -> None:
+    fold = BlfStates()
+    on_callee = subjects.edge_call_state("100")
+    trying = call_state("c1", CallPhase.TRYING, "101", "100")
+    proceeding = msgspec.structs.replace(
+        call_state("c1", CallPhase.RINGING, "101", "100"), to_tag=""
+    )
+    ringing = call_state("c1", CallPhase.RINGING, "101", "100")
+    assert fold.keys(trying, on_callee) == []
+    assert fold.keys(proceeding, on_callee) == []  # a 18x without a tag: no dialog yet
+    assert fold.keys(ringing, on_callee) == ["100"]
+    # The caller's side has its tag from the start.
+    assert fold.keys(trying, subjects.edge_call_state("101")) == ["101"]
+    # A call refused before any 18x with a tag still ends on the callee's side.
+    refused = msgspec.structs.replace(call_state("c1", CallPhase.ENDED, "101", "100"), to_tag="")
+    assert fold.keys(refused, on_callee) == ["100"]
+    model = bus_fold(fold, as_edge_publishes([trying, proceeding, ringing]))
+    assert (model["100"].state, model["100"].version, model["100"].local_tag) == (
+        "early",
+        1,
+        "c1-to",
+    )
+    assert model["101"].version == 3
+
+
 def test_blf_versions_step_once_per_phase_when_two_calls_interleave() -> None:
     # Two edges publish about two calls of 100 at once: their copies interleave.
     a = [call_state("a", p, "101", "100") for p in (CallPhase.RINGING, CallPhase.ANSWERED)]
@@ -224,7 +250,8 @@ def test_blf_versions_step_once_per_phase_when_two_calls_interleave() -> None:
     model = bus_fold(
         BlfStates(), [(seq, subject, e) for seq, (_, subject, e) in enumerate(mixed, 1)]
     )
-    assert {k: v.version for k, v in model.items()} == {"100": 4, "101": 2, "102": 2}
+    # 102's side of b starts with its ringing; 100 is a's callee and b's caller.
+    assert {k: v.version for k, v in model.items()} == {"100": 4, "101": 2, "102": 1}
     lamp = model["100"]
     assert (lamp.state, lamp.call_id) == ("confirmed", "a")
     assert sorted((d.call_id, d.state, d.direction) for d in lamp.active) == [
@@ -233,22 +260,19 @@ def test_blf_versions_step_once_per_phase_when_two_calls_interleave() -> None:
     ]
 
 
-def test_blf_early_and_confirmed_dialog_of_the_callee_keep_the_tags_of_the_18x() -> None:
+def test_blf_callee_shows_one_dialog_with_the_same_tags_from_early_to_confirmed() -> None:
     # The edge's ringing event carries the To-tag of the 18x, as the 2xx does.
-    events = [
-        call_state("c1", CallPhase.TRYING, "101", "100"),
-        call_state("c1", CallPhase.RINGING, "101", "100"),
+    phases = [CallPhase.TRYING, CallPhase.RINGING, CallPhase.ANSWERED, CallPhase.ENDED]
+    copies = as_edge_publishes([call_state("c1", p, "101", "100") for p in phases])
+    shown = []
+    for n in range(1, len(copies) + 1):
+        lamp = bus_fold(BlfStates(), copies[:n]).get("100")
+        if lamp is not None and lamp.state != "terminated":
+            shown.append((lamp.state, lamp.call_id, lamp.local_tag, lamp.remote_tag))
+    assert sorted(set(shown)) == [
+        ("confirmed", "c1", "c1-to", "c1-from"),
+        ("early", "c1", "c1-to", "c1-from"),
     ]
-    early = bus_fold(BlfStates(), as_edge_publishes(events))["100"]
-    events.append(call_state("c1", CallPhase.ANSWERED, "101", "100"))
-    confirmed = bus_fold(BlfStates(), as_edge_publishes(events))["100"]
-    assert (early.state, confirmed.state) == ("early", "confirmed")
-    assert (early.call_id, early.local_tag, early.remote_tag) == ("c1", "c1-to", "c1-from")
-    assert (confirmed.call_id, confirmed.local_tag, confirmed.remote_tag) == (
-        early.call_id,
-        early.local_tag,
-        early.remote_tag,
-    )
 
 
 def test_blf_shows_the_call_still_up_when_a_second_one_ends() -> None:

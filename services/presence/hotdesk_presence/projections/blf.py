@@ -8,9 +8,17 @@ follow RFC 4235 section 3.7.1 (``early`` covers trying and ringing, as the lamps
 in each NOTIFY (RFC 4235 section 4.1).
 
 The edge publishes each call-state event once per party, on ``edge_call_state(party)``;
-a copy changes only the party its subject names, so each party's value is written once
-per call phase (one version step), however the copies interleave with other calls and
-whether they are delivered live, redelivered or replayed from the start of the stream.
+a copy changes only the party its subject names, so each party's value is written at
+most once per call phase (one version step), however the copies interleave with other
+calls and whether they are delivered live, redelivered or replayed from the start of
+the stream.
+
+A dialog keeps one id from early to terminated (RFC 4235 section 4.1.1), and the edge
+builds it from the Call-ID and the local tag. The caller's side has its From-tag from
+the start; the callee's side is a dialog once the callee's phone answered the INVITE
+with a To-tag (the first 18x with one, or the 2xx). Until then (trying, or a 18x
+without a tag) the callee's copy changes nothing: its lamp starts with the ringing,
+already with the tag a directed pickup needs.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ _STATE_OF_PHASE = {
     CallPhase.ENDED: "terminated",
 }
 _RANK = {"terminated": 0, "early": 1, "confirmed": 2}
+_EARLY = (CallPhase.TRYING, CallPhase.RINGING)
 
 
 class BlfDialog(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,8 +114,12 @@ class BlfStates:
     def keys(self, event: CallStateChanged, subject: str) -> Sequence[str]:
         """The party whose copy of the event this is (the one ``subject`` names); the
         other party's copy, on its own subject, updates that party. A call to oneself
-        is published once and changes its one party once."""
-        return [p for p in dict.fromkeys((event.caller, event.callee)) if _names(subject, p)]
+        is published once and changes its one party once. The callee's copy changes
+        nothing while the callee's side has no To-tag and so no dialog yet."""
+        if event.callee != event.caller and _names(subject, event.callee):
+            tagless_early = event.phase in _EARLY and not event.to_tag
+            return [] if tagless_early else [event.callee]
+        return [event.caller] if _names(subject, event.caller) else []
 
     def apply(
         self, key: str, current: BlfState | None, event: CallStateChanged, seq: int
