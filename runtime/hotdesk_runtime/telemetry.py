@@ -209,6 +209,15 @@ def extract_context(headers: Mapping[str, str] | None) -> otel_context.Context:
 _NO_TRACE = otel_context.Context()
 
 
+def worth_a_span(parent: otel_context.Context) -> bool:
+    """Whether a span started under ``parent`` would be seen: spans are exported here,
+    or it continues a trace (whose id the logs and later hops carry). A hot path that
+    gets ``False`` may skip the span and save its cost (a few microseconds)."""
+    if _installed is not None and _installed.sampler.exporting:
+        return True
+    return trace.get_current_span(parent).get_span_context().is_valid
+
+
 def traceparent(context: otel_context.Context | None = None) -> str:
     """The W3C ``traceparent`` of ``context`` (default: the current span), ``""`` when
     no span is recording: to store where a later step of the same trace finds it."""

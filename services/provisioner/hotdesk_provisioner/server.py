@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -39,7 +40,13 @@ from starlette.routing import Route
 
 from hotdesk_contracts.directory import Desk, Directory, ProvisioningSettings, SipSettings
 from hotdesk_contracts.messages import UnknownDeviceSeen
-from hotdesk_runtime.telemetry import DESK, ActiveSpan, context_of, extract_context
+from hotdesk_runtime.telemetry import (
+    DESK,
+    ActiveSpan,
+    context_of,
+    extract_context,
+    worth_a_span,
+)
 
 from . import httpauth
 from .nonces import LocalNonceCounts, NonceCounts, parse_nc
@@ -195,13 +202,18 @@ class ProvisioningServer:
         client = self.client_address(request)
         admitted = await self._admit(request, client, now)
         desk = admitted[0] if isinstance(admitted, tuple) else None
+        parent = self._trace_parent(request, desk)
+        if not worth_a_span(parent):  # no exporter and no trace to continue
+            if isinstance(admitted, Response):
+                return admitted
+            return self._serve(*admitted, client, now)
         attributes = {"http.request.method": request.method, "url.path": request.url.path}
         if desk is not None:
             attributes[DESK] = desk.name
         with ActiveSpan(
             _tracer,
             "GET provisioning file",
-            context=self._trace_parent(request, desk),
+            context=parent,
             kind=SpanKind.SERVER,
             start_time=started,
             attributes=attributes,
@@ -292,6 +304,8 @@ class ProvisioningServer:
         return hops[0] if hops else peer
 
     def _is_trusted(self, address: str) -> bool:
+        if not self._trusted:
+            return False  # the common case: no proxy in front, nothing to parse
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -414,13 +428,13 @@ def _is_plain_path(raw_path: bytes, path: str) -> bool:
     it reaches detection, logs or a proxy cache; both the raw and the percent-decoded
     forms are checked, so ``%2e%2e`` and ``%2f`` do not slip through.
     """
-    decoded_raw = urllib.parse.unquote(raw_path.split(b"?", 1)[0].decode("latin-1"))
-    for text in (decoded_raw, path):
-        if "\\" in text or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
-            return False
-        if any(segment in (".", "..") for segment in text.split("/")):
-            return False
-    return True
+    raw = raw_path.split(b"?", 1)[0].decode("latin-1")
+    decoded_raw = urllib.parse.unquote(raw) if "%" in raw else raw
+    return not (_UNSAFE_PATH.search(decoded_raw) or _UNSAFE_PATH.search(path))
+
+
+_UNSAFE_PATH = re.compile(r"[\x00-\x1f\x7f\\]|(?:^|/)\.\.?(?:/|$)")
+"""A control byte, a backslash, or a ``.`` or ``..`` segment."""
 
 
 def _truncate(text: str) -> str:
