@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hotdesk_sip_edge.media import rtp
 from hotdesk_sip_edge.media.metrics import Histogram
-from hotdesk_sip_edge.media.pacer import FRAME_SAMPLES, pacer_of, packets
+from hotdesk_sip_edge.media.pacer import FRAME_SAMPLES, PHASES, pacer_of, packets
 from hotdesk_sip_edge.media.session import MediaSession
 from tests.sip_edge.media.rtp_peer import RtpPeer
 
@@ -152,3 +152,30 @@ async def test_a_cut_talkspurt_stops_sending_and_the_next_continues_its_numbers(
         assert (after[0].timestamp - first[-1].timestamp) % 2**32 >= FRAME_SAMPLES
     finally:
         await session.close()
+
+
+async def test_calls_playing_at_once_are_spread_over_the_slots_of_a_tick(
+    peers: list[RtpPeer],
+) -> None:
+    """One pass per 5 ms slot sends a quarter of the calls: the burst of one pass for
+    every call was what made packets late (the last ones left milliseconds after due)."""
+    frames = 25
+    jitter = Histogram([0.001 * i for i in range(100)])
+    sessions = [await open_session(peer, frames, jitter) for peer in peers]
+    pacer = pacer_of(asyncio.get_running_loop())
+    try:
+        plays = [asyncio.create_task(s.play(["tone"])) for s in sessions]
+        async with asyncio.timeout(10):
+            while pacer.playing < len(sessions):
+                await asyncio.sleep(0.001)
+        per_slot = [len(slot) for slot in pacer._playing]
+        assert len(per_slot) == PHASES
+        assert sum(per_slot) == len(sessions)
+        assert max(per_slot) - min(per_slot) <= 1
+        assert all(r.completed for r in await asyncio.gather(*plays))
+        for peer in peers:
+            got = [r.packet for r in await peer.collect(frames)]
+            assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in itertools.pairwise(got))
+    finally:
+        for session in sessions:
+            await session.close()
