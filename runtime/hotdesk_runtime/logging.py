@@ -27,7 +27,16 @@ _FIELDS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "hotdesk_log_fields", default=MappingProxyType({})
 )
 
-SECRET_WORDS = ("pin", "password", "secret", "token", "hash", "credential", "authorization")
+SECRET_WORDS = (
+    "pin",
+    "password",
+    "secret",
+    "pepper",
+    "token",
+    "hash",
+    "credential",
+    "authorization",
+)
 REDACTED = "[redacted]"
 
 # Attributes every LogRecord has: anything else came from ``extra=``.
