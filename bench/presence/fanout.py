@@ -153,6 +153,15 @@ class Receiver:
         result: dict[str, Any] = json.loads(raw)
         return result
 
+    async def arm(self, timeout: float) -> None:
+        """Start a round at the subscribers and wait until they say it started: what
+        arrives from then on, and only that, counts for it."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"arm\n")
+        await self.proc.stdin.drain()
+        while "armed" not in await self.line(timeout):
+            pass  # a round line from before the arming: not this round's
+
     async def stop(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
@@ -233,6 +242,20 @@ def summary(latencies_ms: list[float]) -> dict[str, float]:
     }
 
 
+async def until_ready(ctx: ServiceContext, service: asyncio.Task[None]) -> None:
+    """Wait until every part of the edge is ready: subscriptions made while its BLF
+    watch has not read the bucket yet would get one more NOTIFY when it has, and that
+    one would arrive in the middle of the measured rounds."""
+    deadline = time.monotonic() + 60
+    while not (ctx.readiness() and ctx.ready):
+        if service.done():
+            service.result()  # its exception, if it failed
+            raise RuntimeError("the edge ended before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the edge is not ready after 60 s: {ctx.not_ready()}")
+        await asyncio.sleep(0.05)
+
+
 async def edge_rounds(
     js: JetStreamContext, receiver: Receiver, rounds: int
 ) -> list[dict[str, float]]:
@@ -241,6 +264,7 @@ async def edge_rounds(
     out = []
     for round_no in range(1, rounds + 1):
         data = blf_value(round_no)
+        await receiver.arm(30)
         cpu = time.process_time()
         started = time.monotonic()
         await kv.put(WATCHED, data)
@@ -282,6 +306,7 @@ async def floor_rounds(
                 (address, FLOOR_CSEQ.sub(b"\r\nCSeq: %d NOTIFY" % (10_000 + n), data, count=1))
                 for address, data in notifies
             ]
+            await receiver.arm(30)
             started = time.monotonic()
             for address, data in batch:
                 sock.sendto(data, address)
@@ -324,6 +349,7 @@ async def run(subscribers: int = SUBSCRIBERS, rounds: int = ROUNDS) -> dict[str,
             log=logging.getLogger("bench"),
         )
         edge = asyncio.create_task(edge_main.serve(ctx))
+        await until_ready(ctx, edge)
         with TemporaryDirectory(prefix="bench-blf-") as tmp:
             dump = Path(tmp) / "notifies.txt"
             receiver = await Receiver.start(port, dump, subscribers)

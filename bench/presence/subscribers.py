@@ -8,9 +8,12 @@ client transactions end, RFC 3261 section 17.1.2.2), counts a NOTIFY whose CSeq 
 above the last one as a retransmission and reports on stdout, one JSON line each:
 
 * ``{"ready": true, "ports": [...]}`` once every subscription got its first NOTIFY;
-* ``{"round": r, "first": t, "last": t, "repeats": n}`` each time every socket has
-  received one more NOTIFY, with the ``time.monotonic()`` of the first and the last
-  arrival and how many retransmitted NOTIFYs came so far. The clock is
+* ``{"armed": r}`` after the parent wrote ``arm`` on stdin: round ``r`` starts with no
+  arrival counted, so nothing that came before (a late NOTIFY of an earlier change)
+  can complete it;
+* ``{"round": r, "first": t, "last": t, "repeats": n}`` once every socket has received
+  one more NOTIFY since the round was armed, with the ``time.monotonic()`` of the first
+  and the last arrival and how many retransmitted NOTIFYs came so far. The clock is
   the system-wide monotonic clock, so the parent compares it with its own readings.
 
 The NOTIFYs of the first round are written to ``--dump`` (port and bytes per line, hex),
@@ -79,6 +82,12 @@ class Rounds:
         self.last = 0.0
         self.repeats = 0
         """NOTIFYs a socket got twice in one round (retransmissions): should stay 0."""
+
+    def arm(self) -> int:
+        """Start the next round from nothing counted; its number."""
+        self.counting = True
+        self.seen = {}
+        return self.number + 1
 
     def arrived(self, index: int, data: bytes, at: float) -> None:
         if not self.counting:
@@ -230,11 +239,13 @@ async def run(args: argparse.Namespace) -> None:
             await subscribe(sub, args.edge_port, args.ext, desk_name(sub.index), password)
 
     await asyncio.gather(*(one(s) for s in subs))
-    rounds.counting = True
     sys.stdout.write(json.dumps({"ready": True, "ports": [s.port for s in subs]}) + "\n")
     sys.stdout.flush()
-    # Run until the parent closes our stdin.
-    await loop.run_in_executor(None, sys.stdin.read)
+    # Each ``arm`` line starts a round; run until the parent closes our stdin.
+    while command := await loop.run_in_executor(None, sys.stdin.readline):
+        if command.strip() == "arm":
+            sys.stdout.write(json.dumps({"armed": rounds.arm()}) + "\n")
+            sys.stdout.flush()
     for sub in subs:
         if sub.transport is not None:
             sub.transport.close()
