@@ -22,6 +22,14 @@ it; the older messages it then reads are settled on every replica, so a direct g
 served by a follower cannot miss them. :attr:`EventStore.messages_read` counts every
 message fetched, so tests and metrics can see what a lookup costs.
 
+While a stream elects a leader (a node of the cluster died) requests go unanswered for
+a few seconds. An append that got no answer is sent again, the same message with the
+same ``Nats-Msg-Id`` and expected sequence, up to ``publish_attempts`` times: if the
+first one was stored and only its answer was lost, the second meets error 10071 (the
+server checks the expected sequence before the duplicate window) and the store finds
+its own event as the subject's last, so the append succeeds once and stores once. The
+one-message lookup (:meth:`EventStore.last`) is retried the same way.
+
 An event this build cannot decode (a newer version or enum value during a rolling
 upgrade) must not break every lookup: :meth:`EventStore.read` and :meth:`EventStore.load`
 skip it and log it, and :meth:`EventStore.last` / :meth:`EventStore.last_of_each`
@@ -37,6 +45,7 @@ wrote it. An append outside any trace starts none.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -45,7 +54,7 @@ from dataclasses import dataclass, field
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -67,6 +76,17 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 
 WRONG_LAST_SEQUENCE = 10071
 """JetStream API error code: ``Nats-Expected-Last-Subject-Sequence`` did not match."""
+
+UNANSWERED = (TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError)
+"""What a request meets while its stream has no leader: no answer in time, nobody
+listening, or JetStream's 503. Asking again later is safe for a read and, with the
+same message id, for an append."""
+
+PUBLISH_ATTEMPTS = 3
+"""How many times an append or a lookup is sent before its failure is the caller's."""
+
+RETRY_PAUSE = 0.5
+"""Seconds before the second attempt; doubled before each one after."""
 
 
 @dataclass(frozen=True)
@@ -121,12 +141,25 @@ def stream_config(
 class EventStore:
     """Append-only event store on one JetStream stream (``HOTDESK_LEDGER`` by default)."""
 
-    def __init__(self, js: JetStreamContext, spec: streams.StreamSpec = streams.LEDGER) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        spec: streams.StreamSpec = streams.LEDGER,
+        *,
+        publish_attempts: int = PUBLISH_ATTEMPTS,
+        retry_pause: float = RETRY_PAUSE,
+    ) -> None:
+        if publish_attempts < 1:
+            raise ValueError(f"publish_attempts must be at least 1, not {publish_attempts}")
         self.js = js
         self.spec = spec
         self.stream = spec.name
+        self.publish_attempts = publish_attempts
+        self.retry_pause = retry_pause
         self.messages_read = 0
         """Messages fetched from the stream so far (by reads and last-message gets)."""
+        self.retries = 0
+        """Requests sent again after they went unanswered (see the module's notes)."""
 
     async def ensure_stream(self) -> None:
         """Create the stream if it does not exist yet (idempotent, keeps what exists)."""
@@ -151,10 +184,14 @@ class EventStore:
 
     async def last(self, subject: str) -> StoredEvent | UnreadableEvent | None:
         """The last event on ``subject`` (``None`` if the subject has none): one message."""
-        try:
-            msg = await self.js.get_last_msg(self.stream, subject)
-        except NotFoundError:
-            return None
+        for attempt in range(self.publish_attempts):
+            try:
+                msg = await self.js.get_last_msg(self.stream, subject)
+                break
+            except NotFoundError:
+                return None
+            except UNANSWERED as exc:
+                await self._pause_or_raise(attempt, "lookup", subject, exc)
         self.messages_read += 1
         return self._decode(int(msg.seq or 0), subject, msg.data or b"")
 
@@ -301,15 +338,53 @@ class EventStore:
     async def _publish(
         self, subject: str, event: LedgerEvent, headers: dict[str, str], expected: int | None
     ) -> js_api.PubAck:
-        try:
-            ack: js_api.PubAck = await self.js.publish(
-                subject, encode_event(event), headers=headers
-            )
-        except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+        payload = encode_event(event)
+        for attempt in range(self.publish_attempts):
+            try:
+                ack: js_api.PubAck = await self.js.publish(subject, payload, headers=headers)
+                return ack
+            except UNANSWERED as exc:
+                await self._pause_or_raise(attempt, "append", subject, exc)
+            except APIError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                if attempt:
+                    # Sent before without an answer: it may be ours that moved the subject.
+                    ours = await self._stored_already(subject, event)
+                    if ours is not None:
+                        return ours
                 raise ConcurrencyConflict(subject, expected, exc.description or "") from exc
-            raise
-        return ack
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _stored_already(self, subject: str, event: LedgerEvent) -> js_api.PubAck | None:
+        """The acknowledgement ``event`` would have had, if it is the subject's last."""
+        found = await self.last(subject)
+        if isinstance(found, StoredEvent) and found.event.event_id == event.event_id:
+            log.info(
+                "ledger append was stored before its answer was lost",
+                extra={"subject": subject, "event_id": event.event_id, "seq": found.seq},
+            )
+            return js_api.PubAck(stream=self.stream, seq=found.seq)
+        return None
+
+    async def _pause_or_raise(
+        self, attempt: int, what: str, subject: str, exc: BaseException
+    ) -> None:
+        """After an unanswered request: raise ``exc`` if it was the last attempt, else
+        wait (longer each time) before the next one."""
+        if attempt + 1 >= self.publish_attempts:
+            raise exc
+        self.retries += 1
+        log.warning(
+            f"ledger {what} got no answer: asking again",
+            extra={
+                "subject": subject,
+                "attempt": attempt + 1,
+                "error": type(exc).__name__,
+                "stream": self.stream,
+            },
+        )
+        await asyncio.sleep(self.retry_pause * 2**attempt)
 
     async def _publish_traced(
         self,
