@@ -475,13 +475,18 @@ class Proxy:
         if sent is None:
             return
         status = response.status
+        group = sent.group
+        if status < 200 and (sent.final or (group is not None and group.answered)):
+            # A branch still ringing after the call was answered (its 180 crossed our
+            # CANCEL): the caller's transaction has its final response and may not get
+            # a provisional one after it (RFC 3261 §16.7 step 5; RFC 6026 §7.1).
+            return
         if sent.final and status >= 200 and not (sent.invite and status < 300):
             return  # retransmitted final response, already handled
         if status >= 200:
             sent.final = True
         if sent.invite and status >= 300:
             await self._ack_non_2xx(sent, response)
-        group = sent.group
         if sent.invite and group is not None and status >= 200:
             group.done.add(branch)
             if status < 300:
