@@ -58,7 +58,8 @@ class PromptsPlayed(_BusEvent, frozen=True, tag="PromptsPlayed"):
 
 class CallEnded(_BusEvent, frozen=True, tag="CallEnded"):
     """A call the edge answered is over. ``reason``: ``bye``, ``hangup``, ``media-timeout``,
-    ``cancel``, ``error``."""
+    ``cancel``, ``error``; ``gone`` when an IVR sent a command for a call the edge no
+    longer has (it ended before the IVR claimed it)."""
 
     call_id: str
     reason: str

@@ -413,10 +413,25 @@ class IvrCommandRouter:
                 bridge = self.bridges.get(command.call_id)
                 if bridge is None:
                     log.info("command for an unknown call", extra={"call_id": command.call_id})
+                    if not isinstance(command, HangUp):
+                        await self._gone(command.call_id)
                     return
                 await bridge.command(command)
             elif self.other is not None:
                 await self.other(command)
+
+    async def _gone(self, call_id: str) -> None:
+        """Tell the IVR that asked that the call is not here (it ended before the IVR
+        claimed it and heard its ``CallEnded``): it stops waiting for digits."""
+        ended = CallEnded(at=_utc_now(), origin=self.edge_id, call_id=call_id, reason="gone")
+        with publish_span(
+            _tracer, "CallEnded", subjects.edge_call_event(call_id, "ended")
+        ) as headers:
+            await self.nc.publish(
+                subjects.edge_call_event(call_id, "ended"),
+                msgspec.json.encode(ended),
+                headers=headers,
+            )
 
     async def close(self) -> None:
         if self._sub is not None:
