@@ -196,7 +196,11 @@ async def _up(up: UpPlan, console: Console, embedded: EmbeddedNats | None) -> No
         await ensure_jetstream(js, config.nats.replicas)
         await owner.publish()
         await owner.serve_reload_requests()
-        supervisor = Supervisor(child_specs(config, up.data_dir, up.loaded.path))
+        supervisor = Supervisor(
+            child_specs(config, up.data_dir, up.loaded.path),
+            # The edge and the IVR let calls in progress end before they stop.
+            stop_timeout=config.sip.drain_seconds + 10,
+        )
         run = asyncio.create_task(supervisor.run(stopping))
         print_banner(console, up)
         await run

@@ -217,6 +217,10 @@ class SipSettings(_Config, frozen=True):
     rtp_port_min: int = 20000
     rtp_port_max: int = 20999
     media_timeout_seconds: float = 30.0
+    drain_seconds: Annotated[float, msgspec.Meta(ge=0)] = 20.0
+    """On SIGTERM the edge answers new calls 503 and waits up to this long for the IVR
+    calls in progress to end (the IVR waits as long for the calls it drives) before it
+    hangs up what is left. Keep it below the orchestrator's grace period."""
     logout_key_uri: str = ""
     """If a phone's logout key dials a distinct URI, name it here so the reason is
     recorded as ``user_key``."""

@@ -10,7 +10,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -114,6 +114,9 @@ class System:
     sip_port: int
     config: Config
     js: JetStreamContext
+    services: dict[str, tuple[ServiceContext, asyncio.Task[None]]] = field(default_factory=dict)
+    """Each running service's context and ``serve`` task, by name (a test may stop one
+    by setting its ``ctx.stopping``, as SIGTERM does)."""
 
     @property
     def provisioning_url(self) -> str:
@@ -267,13 +270,19 @@ async def running_system(
         async with asyncio.timeout(60):
             while not all(ctx.readiness() and ctx.ready for ctx in contexts):
                 await asyncio.sleep(0.02)
-        yield System(port, cfg, js)
+        yield System(
+            port,
+            cfg,
+            js,
+            {ctx.name: (ctx, task) for ctx, task in zip(contexts, tasks, strict=True)},
+        )
     finally:
         for ctx in reversed(contexts):
             ctx.stopping.set()
         try:
             for task in reversed(tasks):
-                await asyncio.wait_for(task, 10)
+                # Bounded: a service drains its calls for up to sip.drain_seconds (20 s).
+                await asyncio.wait_for(task, 45)
         finally:
             for connection in connections:
                 await connection.close()

@@ -160,7 +160,7 @@ async def ivr(nc: Client, js: JetStreamContext) -> AsyncIterator[None]:
     while RUNNING:
         ctx, task = RUNNING.pop()
         ctx.stopping.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, 45)  # an IVR drains its calls for up to 20 s
 
 
 async def wait_ivr_ready(nc: Client) -> None:

@@ -236,6 +236,9 @@ class IvrCall:
         sub = await self.nc.subscribe(
             subjects.edge_call_events(self.dialled.call_id), cb=self._on_event
         )
+        # Bound at the server before anything else: a call that ends while its first
+        # lookup runs must still be heard ending (else the IVR waits for its digits).
+        await self.nc.flush()
         span = trace.get_current_span()
         limit = asyncio.timeout(MAX_CALL_SECONDS)
         try:
@@ -454,9 +457,35 @@ class Ivr:
 
         task.add_done_callback(forget)
 
+    async def drain(self, seconds: float, poll: float = 0.1) -> int:
+        """Claim no more calls (the queue group hands them to the other IVRs) and let
+        the calls in progress finish, for at most ``seconds``; the calls still running."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        if not self.calls or seconds <= 0:
+            return len(self.calls)
+        log.info(
+            "stopping: no new calls claimed, waiting for the calls in progress",
+            extra={"calls": len(self.calls), "drain_seconds": seconds},
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.calls and loop.time() < deadline:
+            await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+        if self.calls:
+            log.warning(
+                "stopping: calls still running after the drain time are cut off",
+                extra={"calls": len(self.calls)},
+            )
+        else:
+            log.info("stopping: every call ended")
+        return len(self.calls)
+
     async def close(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
+            self._sub = None
         for task in list(self.calls.values()):
             task.cancel()
         await asyncio.gather(*self.calls.values(), return_exceptions=True)
@@ -501,6 +530,7 @@ async def serve(ctx: ServiceContext) -> None:
     gc.freeze()
     try:
         await ctx.stopping.wait()
+        await ivr.drain(ctx.config.sip.drain_seconds)
     finally:
         polling.cancel()
         await ivr.close()

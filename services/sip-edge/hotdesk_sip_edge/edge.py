@@ -224,6 +224,10 @@ class SipEdge:
         """In-dialog requests this owns go to it, not to the proxy."""
         self.subscriptions: SubscribeHandler | None = None
         """SUBSCRIBE requests go to it (405 while unset)."""
+        self.draining = False
+        """Stopping: a new call (an INVITE outside any dialog) is answered 503 with
+        Retry-After, so the phone tries again elsewhere or later, while the calls in
+        progress, registrations and subscriptions carry on."""
         self._locations = locations
         self._server_tx: dict[tuple[str, str, str], tuple[ServerTransaction, Source]] = {}
         self._client_tx: dict[str, tuple[ClientTransaction, Source]] = {}
@@ -517,6 +521,11 @@ class SipEdge:
         if in_dialog and method != "REGISTER":
             return await self.proxy.in_dialog(request, source)
         if method == "INVITE":
+            if self.draining:
+                # RFC 3261 §21.5.4; an RFC 3263 client tries its next server.
+                answer = response_to(request, 503, "Shutting Down", to_tag=_local_tag(request))
+                answer.headers.add("Retry-After", str(RETRY_AFTER_SECONDS))
+                return answer
             return await self.proxy.invite(request, source)
         if method == "OPTIONS":
             response = response_to(request, 200, "OK", to_tag=_local_tag(request))

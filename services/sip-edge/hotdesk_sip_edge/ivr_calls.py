@@ -418,6 +418,14 @@ class IvrCalls:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def drained(self, timeout: float, poll: float = 0.1) -> int:
+        """Wait until no call is up, or ``timeout`` seconds; the calls still up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.dialogs and loop.time() < deadline:
+            await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+        return len(self.dialogs)
+
     async def close(self) -> None:
         """Hang up every call still up and stop the retransmission tasks."""
         for call_id, dialog in list(self.dialogs.items()):

@@ -41,6 +41,25 @@ async def _logged(name: str, job: Awaitable[None]) -> None:
         log.exception("%s stopped", name)
 
 
+async def _drain(edge: SipEdge, calls: IvrCalls, seconds: float) -> None:
+    """Refuse new calls and let the IVR calls in progress end (a login half typed is
+    not cut off by a rolling update), for at most ``seconds``."""
+    edge.draining = True
+    if not calls.dialogs or seconds <= 0:
+        return
+    log.info(
+        "stopping: new calls refused, waiting for the calls in progress",
+        extra={"calls": len(calls.dialogs), "drain_seconds": seconds},
+    )
+    left = await calls.drained(seconds)
+    if left:
+        log.warning(
+            "stopping: calls still up after the drain time are hung up", extra={"calls": left}
+        )
+    else:
+        log.info("stopping: every call ended")
+
+
 async def serve(ctx: ServiceContext) -> None:
     """Start the ledger follower, the location store, the IVR call handling, the
     check-sync responder, the BLF notifier with its KV watch and expiry loop, and the
@@ -162,6 +181,7 @@ async def serve(ctx: ServiceContext) -> None:
     ctx.watch_task("blf-watch", tasks[0])
     try:
         await ctx.stopping.wait()
+        await _drain(edge, calls, settings.drain_seconds)
     finally:
         await blf.close()
         for task in tasks:
