@@ -6,6 +6,14 @@ The process that loaded the config file (``hotdesk up``'s supervisor, or whoever
 (:func:`watch_directory`) and installs each new revision with
 ``ctx.set_directory(new)``.
 
+A NATS message holds at most ``max_payload`` (1 MiB by default), and a directory of
+about 1,400 desks and 2,800 users is that large. A directory whose JSON exceeds
+:data:`INLINE_LIMIT` is therefore stored zlib-compressed in chunks under keys of its
+own (``chunk.<id>.<n>``), written first, and the watched key holds a small manifest
+naming them with the SHA-256 of the JSON. The chunks of the revision a publish
+replaces stay (a reader may be fetching them); those of the one before it are purged.
+A small directory stays plain JSON under the watched key, as before.
+
 Reloads come from SIGHUP or from ``hotdesk reload``, a request on
 ``subjects.DIRECTORY_RELOAD``: the owner re-reads the file, validates it, and
 publishes only a valid one; otherwise it replies with the problems and the running
@@ -22,7 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import secrets
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -55,6 +66,38 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Directory)
 
 
+INLINE_LIMIT = 256 * 1024
+"""Directory JSON up to this size is stored as it is under :data:`DIRECTORY_KEY`."""
+
+CHUNK_BYTES = 256 * 1024
+"""Compressed bytes per chunk key (well under NATS' default 1 MiB message limit)."""
+
+MANIFEST_PREFIX = b"hotdesk-directory-chunks/1\n"
+"""What a chunk manifest under :data:`DIRECTORY_KEY` starts with (JSON starts ``{``)."""
+
+CHUNK_READ_ATTEMPTS = 5
+"""Tries to read a chunk that is not there yet (a replica behind the one that
+delivered the manifest) before the revision counts as unreadable."""
+
+
+class ChunkManifest(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a large directory's compressed JSON lies, and how to check it."""
+
+    id: str
+    chunks: int
+    size: int
+    """Bytes of the directory's JSON."""
+    sha256: str
+    """Of the directory's JSON."""
+    previous_id: str = ""
+    """The chunked revision this one replaced (its chunks are kept until the next)."""
+    previous_chunks: int = 0
+
+
+class DirectoryUnreadable(ValueError):
+    """A stored directory revision whose chunks are missing, damaged or not its own."""
+
+
 def encode_directory(directory: Directory) -> bytes:
     """The directory as the JSON stored in the bucket."""
     return _encoder.encode(directory)
@@ -63,6 +106,94 @@ def encode_directory(directory: Directory) -> bytes:
 def decode_directory(data: bytes) -> Directory:
     """A directory from the bucket's JSON (raises ``msgspec.ValidationError``)."""
     return _decoder.decode(data)
+
+
+def _chunk_key(chunk_id: str, index: int) -> str:
+    return f"chunk.{chunk_id}.{index}"
+
+
+def _manifest_of(value: bytes | None) -> ChunkManifest | None:
+    if not value or not value.startswith(MANIFEST_PREFIX):
+        return None
+    try:
+        return msgspec.json.decode(value[len(MANIFEST_PREFIX) :], type=ChunkManifest)
+    except msgspec.ValidationError as exc:
+        raise DirectoryUnreadable(f"directory chunk manifest not understood: {exc}") from exc
+
+
+async def _stored_form(
+    kv: KeyValue, directory: Directory, replaced: bytes | None
+) -> tuple[bytes, list[str]]:
+    """The value for :data:`DIRECTORY_KEY` (chunks written first when it is large) and
+    the chunk keys to purge once that value is stored."""
+    data = encode_directory(directory)
+    old = _manifest_of(replaced)
+    if len(data) <= INLINE_LIMIT:
+        # Nothing chunked follows: both generations of chunks can go.
+        stale = [] if old is None else _chunk_keys(old.id, old.chunks)
+        if old is not None:
+            stale += _chunk_keys(old.previous_id, old.previous_chunks)
+        return data, stale
+    packed = zlib.compress(data, 6)
+    chunk_id = secrets.token_hex(8)
+    parts = [packed[i : i + CHUNK_BYTES] for i in range(0, len(packed), CHUNK_BYTES)]
+    for index, part in enumerate(parts):
+        await kv.put(_chunk_key(chunk_id, index), part)
+    manifest = ChunkManifest(
+        id=chunk_id,
+        chunks=len(parts),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        previous_id=old.id if old is not None else "",
+        previous_chunks=old.chunks if old is not None else 0,
+    )
+    stale = [] if old is None else _chunk_keys(old.previous_id, old.previous_chunks)
+    return MANIFEST_PREFIX + msgspec.json.encode(manifest), stale
+
+
+def _chunk_keys(chunk_id: str, count: int) -> list[str]:
+    return [_chunk_key(chunk_id, index) for index in range(count)] if chunk_id else []
+
+
+async def _purge(kv: KeyValue, keys: list[str]) -> None:
+    for key in keys:
+        with contextlib.suppress(Exception):
+            await kv.purge(key)
+
+
+async def _discard_written(kv: KeyValue, value: bytes) -> None:
+    """Purge the chunks of a value that was not stored after all."""
+    manifest = _manifest_of(value)
+    if manifest is not None:
+        await _purge(kv, _chunk_keys(manifest.id, manifest.chunks))
+
+
+async def read_directory_value(kv: KeyValue, value: bytes) -> Directory:
+    """The directory a :data:`DIRECTORY_KEY` value stands for: the JSON itself, or the
+    chunks its manifest names. Raises ``msgspec.ValidationError`` for a directory that
+    does not decode and :class:`DirectoryUnreadable` for chunks that are not right."""
+    manifest = _manifest_of(value)
+    if manifest is None:
+        return decode_directory(value)
+    parts = []
+    for index in range(manifest.chunks):
+        key = _chunk_key(manifest.id, index)
+        for attempt in range(CHUNK_READ_ATTEMPTS):
+            try:
+                entry = await kv.get(key)
+                break
+            except KeyNotFoundError:
+                if attempt + 1 == CHUNK_READ_ATTEMPTS:
+                    raise DirectoryUnreadable(f"directory chunk {key} is missing") from None
+                await asyncio.sleep(0.1 * 2**attempt)
+        parts.append(entry.value or b"")
+    try:
+        data = zlib.decompress(b"".join(parts))
+    except zlib.error as exc:
+        raise DirectoryUnreadable(f"directory chunks of {manifest.id} are damaged") from exc
+    if len(data) != manifest.size or hashlib.sha256(data).hexdigest() != manifest.sha256:
+        raise DirectoryUnreadable(f"directory chunks of {manifest.id} do not match their manifest")
+    return decode_directory(data)
 
 
 def removed_desks(old: Directory, new: Directory) -> list[str]:
@@ -78,7 +209,13 @@ async def directory_bucket(js: JetStreamContext) -> KeyValue:
 async def publish_directory(js: JetStreamContext, directory: Directory) -> int:
     """Store ``directory`` as the current one; returns the KV revision."""
     kv = await directory_bucket(js)
-    revision = int(await kv.put(DIRECTORY_KEY, encode_directory(directory)))
+    try:
+        replaced = (await kv.get(DIRECTORY_KEY)).value
+    except KeyNotFoundError:
+        replaced = None
+    value, stale = await _stored_form(kv, directory, replaced)
+    revision = int(await kv.put(DIRECTORY_KEY, value))
+    await _purge(kv, stale)
     log.info(
         "directory published",
         extra={
@@ -109,20 +246,25 @@ async def replace_directory(
             entry = await kv.get(DIRECTORY_KEY)
         except KeyNotFoundError:
             entry = None
-        data = encode_directory(directory)
+        try:
+            data, stale = await _stored_form(kv, directory, entry.value if entry else None)
+        except DirectoryUnreadable:
+            data, stale = await _stored_form(kv, directory, None)
         try:
             if entry is None:
                 revision = int(await kv.create(DIRECTORY_KEY, data))
             else:
                 revision = int(await kv.update(DIRECTORY_KEY, data, last=entry.revision))
         except KeyWrongLastSequenceError:
+            await _discard_written(kv, data)
             continue  # another owner published in between: diff against its value
         old: Directory | None = None
         if entry is not None and entry.value:
             try:
-                old = decode_directory(entry.value)
-            except msgspec.ValidationError:
+                old = await read_directory_value(kv, entry.value)
+            except (msgspec.ValidationError, DirectoryUnreadable):
                 log.warning("the replaced directory revision was not understood")
+        await _purge(kv, stale)
         log.info(
             "directory published",
             extra={
@@ -138,11 +280,20 @@ async def replace_directory(
 async def load_directory(js: JetStreamContext) -> Directory | None:
     """The current directory from the bucket, or ``None`` if none was published."""
     kv = await directory_bucket(js)
-    try:
-        entry = await kv.get(DIRECTORY_KEY)
-    except KeyNotFoundError:
-        return None
-    return decode_directory(entry.value) if entry.value else None
+    for attempt in range(3):
+        try:
+            entry = await kv.get(DIRECTORY_KEY)
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        try:
+            return await read_directory_value(kv, entry.value)
+        except DirectoryUnreadable:
+            if attempt == 2:
+                raise
+            # Its chunks went with two publishes since we read it: read the new one.
+    raise AssertionError("unreachable")
 
 
 async def watch_directory(
@@ -168,8 +319,8 @@ async def watch_directory(
             if entry is None or not entry.value:
                 continue  # end of the initial values, or a delete marker
             try:
-                new = decode_directory(entry.value)
-            except msgspec.ValidationError as exc:
+                new = await read_directory_value(kv, entry.value)
+            except (msgspec.ValidationError, DirectoryUnreadable) as exc:
                 log.error(
                     "directory revision not understood, keeping the current one",
                     extra={"revision": entry.revision, "error": str(exc)},
