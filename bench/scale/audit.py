@@ -175,6 +175,12 @@ async def stored_model(js: JetStreamContext, bucket: str) -> dict[str, tuple[int
     return out
 
 
+def _shown(value: Any, limit: int = 400) -> str:
+    """A read-model value as JSON, cut short."""
+    text = msgspec.json.encode(value).decode()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 async def read_model_differences(js: JetStreamContext, stored: list[Stored]) -> list[str]:
     """Where presence's read models differ from the ledger folded here (empty: none)."""
     differences: list[str] = []
@@ -196,7 +202,11 @@ async def read_model_differences(js: JetStreamContext, stored: list[Stored]) -> 
             if have_seq != want_seq or have_value != want_value:
                 differences.append(
                     f"{projection.name} {key}: applied_seq {have_seq} (ledger {want_seq}),"
-                    f" value {'equal' if have_value == want_value else 'differs'}"
+                    + (
+                        " value equal"
+                        if have_value == want_value
+                        else f" value {_shown(have_value)}, ledger folded {_shown(want_value)}"
+                    )
                 )
     # Independently of the projections' own code: who sits where, by the desks' chains.
     desks = await stored_model(js, streams.DESKS.bucket)

@@ -11,12 +11,13 @@ event touches, and how one event changes one key's value (``apply``, pure). The
   so batches are applied in stream order across replicas (see ``_in_order``); of a
   batch that stays out of order, the part that continues the floor is applied and the
   rest handed back (negatively acknowledged) to come again with what it waits for;
-* for each batch: decode, group events by key, read each key's stored value (cached
-  between batches), fold the key's events in order, and write the key **once** with
-  the stream sequence of the last event applied to it (the value is stored as
-  ``{"applied_seq": n, "value": ...}``). An event whose sequence is not above the
-  stored ``applied_seq`` is skipped, so a redelivered batch (the process died after
-  writing some keys but before acking) is never applied twice;
+* for each batch: order it by stream sequence (each sequence once: a handed-back
+  message can come again after later ones), decode, group events by key, read each
+  key's stored value (cached between batches), fold the key's events in order, and
+  write the key **once** with the stream sequence of the last event applied to it
+  (the value is stored as ``{"applied_seq": n, "value": ...}``). An event whose
+  sequence is not above the stored ``applied_seq`` is skipped, so a redelivered batch
+  (the process died after writing some keys but before acking) is never applied twice;
 * writes are compare-and-set on the key's KV revision; if another replica wrote the key
   meanwhile (a redelivery overlapping a slow batch) the key is re-read and re-folded;
 * after the writes, a checkpoint (``applied_seq`` of the batch) goes to the
@@ -173,6 +174,20 @@ def stream_seq(reply: str) -> int:
 
 NAK_AFTER_A_MOMENT = b'-NAK {"delay": 200000000}'
 """A negative acknowledgement asking for redelivery after 0.2 s (the delay in ns)."""
+
+
+def in_stream_order(msgs: Sequence[Delivery]) -> list[Delivery]:
+    """A batch as the stream holds it: ordered by stream sequence, each sequence once.
+
+    A message handed back (or redelivered after its ack wait) can come in one batch
+    after later ones, and twice when an earlier delivery of it was still waiting in
+    the batch; folded in arrival order, a key's later event would be applied first and
+    its earlier one then skipped as already applied. The last delivery of a sequence
+    is kept (its ack subject is the current one)."""
+    latest: dict[int, Delivery] = {}
+    for msg in msgs:
+        latest[stream_seq(msg[1])] = msg
+    return [latest[seq] for seq in sorted(latest)]
 
 
 def continuing(seqs: Sequence[int], floor: int) -> int:
@@ -408,6 +423,7 @@ class ProjectionRunner(Generic[T]):
             # Also what a refused pull (another replica's is waiting) looks like.
             await asyncio.sleep(0.05)
             return 0
+        msgs = in_stream_order(msgs)
         seqs = [stream_seq(reply) for _, reply, _ in msgs]
         in_order, floor = await self._in_order(seqs)
         if not in_order:
