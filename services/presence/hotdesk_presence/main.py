@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from hotdesk_contracts import streams
@@ -31,6 +32,7 @@ from hotdesk_contracts.events import Cause, LedgerEvent
 from hotdesk_ledger.errors import DomainError
 from hotdesk_ledger.handler import Ledger
 from hotdesk_ledger.projection import ProjectionRunner
+from hotdesk_ledger.pull import PullConnectionError
 from hotdesk_ledger.store import EventStore
 from hotdesk_runtime.context import ServiceContext
 from hotdesk_runtime.nats import ensure_jetstream
@@ -129,11 +131,34 @@ class AutoLogout:
                 await asyncio.wait_for(stopping.wait(), every)
 
 
-async def caught_up(runners: list[Any], on_caught_up: Callable[[Any], None] | None = None) -> None:
+CATCH_UP_ERRORS = (NatsError, TimeoutError, PullConnectionError)
+"""What a catch-up meets while a stream or consumer elects a leader or the server is
+away: the replica stays not ready and tries again, rather than end the service."""
+
+
+async def caught_up(
+    runners: list[Any],
+    on_caught_up: Callable[[Any], None] | None = None,
+    *,
+    stopping: asyncio.Event | None = None,
+    pause: float = 0.5,
+) -> None:
     """Apply everything already in the streams before serving reads; tell
-    ``on_caught_up`` of each runner as it gets there."""
+    ``on_caught_up`` of each runner as it gets there. A NATS error pauses a runner's
+    catch-up for ``pause`` seconds and it starts again (until ``stopping`` is set)."""
     for runner in runners:
-        await runner.catch_up()
+        while True:
+            try:
+                await runner.catch_up()
+                break
+            except CATCH_UP_ERRORS as exc:
+                if stopping is not None and stopping.is_set():
+                    raise
+                log.warning(
+                    "projection catch-up paused on a NATS error; trying again",
+                    extra={"projection": projection_name(runner), "error": repr(exc)},
+                )
+                await asyncio.sleep(pause)
         if on_caught_up is not None:
             on_caught_up(runner)
 
@@ -213,7 +238,11 @@ async def serve(ctx: ServiceContext, *, reconcile_every: float = DEFAULT_EVERY) 
     metrics = PresenceMetrics(ctx.js, parts["ledger_runners"], parts["bus_runners"])
     tasks = [asyncio.create_task(server.serve(), name="presence-http")]
     ctx.ready_when("admin-http", lambda: server.started)
-    await caught_up(runners, lambda runner: ctx.set_ready(projection_name(runner), True))
+    await caught_up(
+        runners,
+        lambda runner: ctx.set_ready(projection_name(runner), True),
+        stopping=ctx.stopping,
+    )
     parts["ready"].set()
     for runner in runners:
         tasks.append(asyncio.create_task(runner.run(ctx.stopping)))
