@@ -41,10 +41,14 @@ NO_RESPONDER_RETRIES = 20
 NO_RESPONDER_PAUSE = 0.05
 """A pull that found no responder is sent again after this long, at most
 :data:`NO_RESPONDER_RETRIES` times (a second in all)."""
-PLACEMENT_ATTEMPTS = 20
-"""Consumers made before giving up on placing one on the stream's leader (the server
-picks one of the stream's nodes at random: with three, 20 misses in a row happen once
-in several thousand reads when the leader is known)."""
+PLACEMENT_ATTEMPTS = 60
+"""Consumers made before giving up on placing one on the stream's leader. The server
+picks one of the stream's nodes, not evenly on a loaded machine: 20 misses in a row
+happened once in a CI run."""
+
+PLACEMENT_PAUSE = 0.05
+"""Seconds between a consumer that missed the leader and the next one (a leadership
+that is moving settles meanwhile)."""
 
 
 TIMEOUT_RETRIES = 3
@@ -80,6 +84,7 @@ async def _consumer_on_leader(
             return info
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(stream, info.name)
+        await asyncio.sleep(PLACEMENT_PAUSE)
     raise SnapshotError(
         f"no snapshot consumer of {stream} landed on the stream's leader"
         f" in {PLACEMENT_ATTEMPTS} attempts (is a leader election going on?)"
