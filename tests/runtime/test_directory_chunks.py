@@ -4,7 +4,6 @@ manifest, read back whole by loads, reloads and watches, old chunks purged."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 
 import msgspec
@@ -14,8 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
 from hotdesk_contracts import streams
-from hotdesk_contracts.directory import Config, Desk, Directory, Extension
-from hotdesk_runtime.context import ServiceContext
+from hotdesk_contracts.directory import Desk, Directory, Extension
 from hotdesk_runtime.directory import (
     DIRECTORY_KEY,
     INLINE_LIMIT,
@@ -28,6 +26,7 @@ from hotdesk_runtime.directory import (
     watch_directory,
 )
 from hotdesk_runtime.nats import ensure_jetstream
+from tests.runtime.test_directory import service_context
 
 
 def pin_hash() -> str:
@@ -138,15 +137,7 @@ async def test_a_service_installs_a_chunked_directory_and_skips_damaged_chunks(
     nc: Client, js: JetStreamContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     await ensure_jetstream(js)
-    ctx = ServiceContext(
-        name="ivr",
-        instance_id="test",
-        config=Config(),
-        config_path=None,
-        nc=nc,
-        js=js,
-        log=logging.getLogger("test"),
-    )
+    ctx = service_context(nc, js)
     seen: asyncio.Queue[Directory] = asyncio.Queue()
 
     async def listener(_old: Directory, new: Directory) -> None:
